@@ -1,0 +1,1 @@
+"""eventgw: an event-notification gateway for email and SMS marketing platforms."""

@@ -1,0 +1,1 @@
+"""Delivery transports: each sink delivers one batch of rendered events and raises DeliveryError on failure."""
