@@ -1,0 +1,477 @@
+"""The one model of an event: types, fields, validation and every rendering (JSON, CSV, form, legacy CSV).
+
+Everything else (ingest, the store, pull, SOAP types, sinks) reads its field list and
+type names from here, so a field added here appears everywhere at once.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlsplit
+
+from gateway.errors import Problem, ValidationError
+
+
+class EventType(str, enum.Enum):
+    """The event types: the 11 triggers of the legacy platform plus COMPLAINT."""
+
+    DELIVERYSTART = "DELIVERYSTART"
+    DELIVERY = "DELIVERY"
+    OPEN = "OPEN"
+    CLICK = "CLICK"
+    BOUNCE = "BOUNCE"
+    SOFTBOUNCE = "SOFTBOUNCE"
+    BLOCKED = "BLOCKED"
+    OPTIN = "OPTIN"
+    OPTOUT = "OPTOUT"
+    SMSOPTOUT = "SMSOPTOUT"
+    SMSFAILED = "SMSFAILED"
+    COMPLAINT = "COMPLAINT"
+
+
+ALL_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
+SMS_TYPES = frozenset({"SMSOPTOUT", "SMSFAILED"})
+# Campaign-level events of the legacy platform: they describe a send, not one recipient.
+CAMPAIGN_TYPES = frozenset({"DELIVERYSTART", "DELIVERY"})
+BOUNCE_TYPES = frozenset({"BOUNCE", "SOFTBOUNCE", "BLOCKED"})
+OPT_TYPES = frozenset({"OPTIN", "OPTOUT"})
+
+# Names other platforms use for the same events (lower-case keys).
+TYPE_ALIASES: dict[str, str] = {
+    "hard": "BOUNCE",
+    "hardbounce": "BOUNCE",
+    "hard_bounce": "BOUNCE",
+    "bounce": "BOUNCE",
+    "soft": "SOFTBOUNCE",
+    "soft_bounce": "SOFTBOUNCE",
+    "unsubscribe": "OPTOUT",
+    "unsub": "OPTOUT",
+    "subscribe": "OPTIN",
+    "sent": "DELIVERY",
+    "delivered": "DELIVERY",
+    "complaint": "COMPLAINT",
+    "spam": "COMPLAINT",
+    "blocked": "BLOCKED",
+    "open": "OPEN",
+    "opened": "OPEN",
+    "click": "CLICK",
+    "clicked": "CLICK",
+}
+
+MAX_TEXT = 1000
+MAX_URL = 2048
+MAX_DATA_BYTES = 16_384
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of the event model.
+
+    ``kind`` is one of ``text``, ``time``, ``url``, ``email``, ``phone``, ``object``;
+    ``types`` limits the field to some event types (None: every type).
+    """
+
+    name: str
+    kind: str
+    doc: str
+    types: frozenset[str] | None = None
+    max_len: int = MAX_TEXT
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("id", "text", "the producer's event id, unique per account", max_len=200),
+    Field("type", "text", "the event type"),
+    Field("occurred_at", "time", "when it happened"),
+    Field("email", "email", "recipient email address"),
+    Field("phone", "phone", "recipient phone number (SMS types)"),
+    Field("message_id", "text", "message or campaign id"),
+    Field("message_name", "text", "message or campaign name"),
+    Field("list_id", "text", "list or profile id"),
+    Field("delivered_at", "time", "when the message was sent"),
+    Field("url", "url", "the clicked URL", frozenset({"CLICK"}), MAX_URL),
+    Field("category", "text", "bounce category", BOUNCE_TYPES),
+    Field("reason", "text", "bounce reason", BOUNCE_TYPES, 4000),
+    Field("error", "text", "SMS failure text", frozenset({"SMSFAILED"}), 4000),
+    Field("source", "text", "where the opt-in or opt-out came from (form, link, api, ...)", OPT_TYPES),
+    Field("data", "object", "any further fields the producer sent"),
+)
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
+FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+TIME_FIELDS = frozenset(f.name for f in FIELDS if f.kind == "time")
+
+Event = dict[str, Any]
+"""A validated event: the field names above as keys, times as aware UTC datetimes."""
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9]{5,20}$")
+_PHONE_SEPARATORS = str.maketrans("", "", " -().")
+
+
+def normalize_type(value: object) -> str:
+    """Return the canonical type name for ``value`` (case-insensitive, aliases allowed).
+
+    Raises ``ValueError`` naming the accepted types when it is unknown.
+    """
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    upper = value.strip().upper()
+    if upper in EventType.__members__:
+        return upper
+    alias = TYPE_ALIASES.get(value.strip().lower())
+    if alias:
+        return alias
+    raise ValueError(f"unknown event type {value!r}; expected one of {', '.join(ALL_TYPES)}")
+
+
+def parse_types(value: str | Iterable[str] | None) -> list[str]:
+    """Parse a comma-separated string or a list of type names into canonical names (no repeats)."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            continue
+        name = normalize_type(item)
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def parse_time(value: object) -> datetime:
+    """Parse an ISO 8601 time with a zone, or Unix seconds, into an aware UTC datetime."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, bool):
+        raise ValueError("must be an ISO 8601 time or Unix seconds")
+    elif isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
+            return datetime.fromtimestamp(float(text), timezone.utc)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 time or Unix seconds") from None
+    else:
+        raise ValueError("must be an ISO 8601 time or Unix seconds")
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone (add Z or an offset such as +01:00)")
+    return parsed.astimezone(timezone.utc)
+
+
+def _check_text(field: Field, value: object) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    value = value.strip()
+    if len(value) > field.max_len:
+        raise ValueError(f"is longer than {field.max_len} characters")
+    return value
+
+
+def _check_url(field: Field, value: object) -> str:
+    text = _check_text(field, value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{text!r} is not an http or https URL")
+    return text
+
+
+def _check_email(field: Field, value: object) -> str:
+    text = _check_text(field, value)
+    if not _EMAIL.match(text):
+        raise ValueError(f"{text!r} is not an email address")
+    return text
+
+
+def _check_phone(field: Field, value: object) -> str:
+    text = _check_text(field, value).translate(_PHONE_SEPARATORS)
+    if not _PHONE.match(text):
+        raise ValueError(f"{value!r} is not a phone number")
+    return text
+
+
+def _check_object(field: Field, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    if len(json.dumps(value, default=str)) > MAX_DATA_BYTES:
+        raise ValueError(f"is larger than {MAX_DATA_BYTES} bytes")
+    return value
+
+
+_CHECKS: dict[str, Callable[[Field, object], Any]] = {
+    "text": _check_text,
+    "time": lambda field, value: parse_time(value),
+    "url": _check_url,
+    "email": _check_email,
+    "phone": _check_phone,
+    "object": _check_object,
+}
+
+
+def validate(raw: Mapping[str, Any], record: int | str) -> tuple[Event | None, list[Problem]]:
+    """Validate one raw event; return the normalised event, or None and every problem found.
+
+    Keys that are not fields of the model are kept in ``data``.
+    """
+    if not isinstance(raw, Mapping):
+        return None, [Problem(record, None, "must be a JSON object")]
+    problems: list[Problem] = []
+    event: Event = {}
+    extra: dict[str, Any] = {}
+    try:
+        event["type"] = normalize_type(raw.get("type"))
+    except ValueError as exc:
+        problems.append(Problem(record, "type", str(exc) if raw.get("type") is not None else "is required"))
+    etype = event.get("type")
+    for key, value in raw.items():
+        field = FIELDS_BY_NAME.get(key)
+        if field is None:
+            extra[key] = value
+            continue
+        if key == "type" or value is None or value == "":
+            continue
+        if field.types is not None and etype is not None and etype not in field.types:
+            extra[key] = value
+            continue
+        try:
+            event[key] = _CHECKS[field.kind](field, value)
+        except ValueError as exc:
+            problems.append(Problem(record, key, str(exc)))
+    if extra:
+        event["data"] = {**extra, **event.get("data", {})}
+    for name in ("id", "occurred_at"):
+        if name not in event and not any(p.field == name for p in problems):
+            problems.append(Problem(record, name, "is required"))
+    if etype is not None:
+        problems.extend(_check_recipient(event, raw, etype, record))
+    return (None, problems) if problems else (event, [])
+
+
+def _check_recipient(event: Event, raw: Mapping[str, Any], etype: str, record: int | str) -> list[Problem]:
+    """The recipient (email, or phone for SMS types) and CLICK's url are required."""
+    wanted = [] if etype in CAMPAIGN_TYPES else ["phone" if etype in SMS_TYPES else "email"]
+    if etype == "CLICK":
+        wanted.append("url")
+    return [
+        Problem(record, name, f"is required for {etype}")
+        for name in wanted
+        if name not in event and raw.get(name) in (None, "")
+    ]
+
+
+def validate_all(raws: Iterable[Mapping[str, Any]], max_problems: int = 100) -> list[Event]:
+    """Validate a whole request: every event or none; raises ValidationError listing the problems."""
+    events: list[Event] = []
+    problems: list[Problem] = []
+    for index, raw in enumerate(raws):
+        event, found = validate(raw, index)
+        if found:
+            problems.extend(found)
+        elif event is not None:
+            events.append(event)
+    if problems:
+        raise ValidationError(problems[:max_problems])
+    return events
+
+
+def unix(value: datetime | None) -> str:
+    """Unix seconds as text, as the legacy formats write times ('' for none)."""
+    return "" if value is None else str(int(value.timestamp()))
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, or None."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def to_json(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event as it appears on the JSON APIs (times as ISO 8601, absent fields left out)."""
+    out: dict[str, Any] = {}
+    for name in FIELD_NAMES:
+        value = event.get(name)
+        if value is None or value == {}:
+            continue
+        out[name] = iso(value) if name in TIME_FIELDS else value
+    return out
+
+
+CSV_COLUMNS: tuple[str, ...] = FIELD_NAMES
+"""Columns of the generic CSV (file export, email attachment, `gateway pull --out`)."""
+
+
+def to_csv_row(event: Mapping[str, Any]) -> list[str]:
+    """The event as one row of the generic CSV, in CSV_COLUMNS order."""
+    row: list[str] = []
+    for name in CSV_COLUMNS:
+        value = event.get(name)
+        if value is None:
+            row.append("")
+        elif name in TIME_FIELDS:
+            row.append(iso(value) or "")
+        elif name == "data":
+            row.append(json.dumps(value, separators=(",", ":"), sort_keys=True) if value else "")
+        else:
+            row.append(str(value))
+    return row
+
+
+def from_csv_record(record: Mapping[str, str]) -> dict[str, Any]:
+    """Turn one CSV record (header names as keys) into a raw event; `data` may be JSON, `data.x` columns go into data."""
+    raw: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    for key, value in record.items():
+        if key is None or value is None or value == "":
+            continue
+        if key == "data":
+            try:
+                loaded = json.loads(value)
+            except ValueError:
+                loaded = value
+            if isinstance(loaded, dict):
+                data.update(loaded)
+            else:
+                raw["data"] = loaded
+        elif key.startswith("data."):
+            data[key[5:]] = value
+        else:
+            raw[key] = value
+    if data:
+        raw["data"] = {**data, **(raw["data"] if isinstance(raw.get("data"), dict) else {})}
+    return raw
+
+
+def _data(key: str) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda event: (event.get("data") or {}).get(key, "")
+
+
+def _field(name: str) -> Callable[[Mapping[str, Any]], Any]:
+    if name in TIME_FIELDS:
+        return lambda event: unix(event.get(name))
+    return lambda event: event.get(name) or ""
+
+
+def _recipient(event: Mapping[str, Any]) -> Any:
+    return event.get("email") or event.get("phone") or ""
+
+
+def _message_type(event: Mapping[str, Any]) -> Any:
+    return (event.get("data") or {}).get("message_type") or ("SMS" if event.get("phone") else "EMAIL")
+
+
+_Column = tuple[str, Callable[[Mapping[str, Any]], Any]]
+_TYPE = ("type", _field("type"))
+_DELIVERY_COLUMNS: list[_Column] = [
+    _TYPE,
+    ("profile", _data("profile")),
+    ("messageType", _message_type),
+    ("messageName", _field("message_name")),
+    ("deliveryId", _field("message_id")),
+    ("listNames", _field("list_id")),
+    ("deliveryScheduledDate", _data("scheduled_at")),
+    ("deliveryStartDate", _field("delivered_at")),
+]
+_BOUNCE_COLUMNS: list[_Column] = [
+    _TYPE, ("email", _field("email")), ("messageName", _field("message_name")),
+    ("deliveryDate", _field("delivered_at")), ("eventDate", _field("occurred_at")),
+    ("reason", _field("reason")), ("category", _field("category")),
+]
+_OPT_COLUMNS: list[_Column] = [
+    _TYPE, ("email", _field("email")), ("mobile", _field("phone")), ("eventDate", _field("occurred_at")),
+    ("listName", _field("list_id")), ("source", _field("source")),
+]
+_SMS_COLUMNS: list[_Column] = [
+    _TYPE, ("mobile", _field("phone")), ("messageName", _field("message_name")),
+    ("deliveryDate", _field("delivered_at")), ("eventDate", _field("occurred_at")),
+]
+
+# Per-type columns of the legacy pull CSV. OPEN's and CLICK's header strings are the
+# documented ones, verbatim (spacing and casing included); the rest follow the field
+# names the legacy platform uses in its HTTP and FTP payloads. Times are Unix seconds.
+LEGACY_COLUMNS: dict[str, tuple[str, list[_Column]]] = {
+    "DELIVERYSTART": (",".join(c[0] for c in _DELIVERY_COLUMNS), _DELIVERY_COLUMNS),
+    "DELIVERY": (
+        ",".join(c[0] for c in _DELIVERY_COLUMNS) + ",deliveryCompleteDate,emailsSent",
+        _DELIVERY_COLUMNS + [("deliveryCompleteDate", _field("occurred_at")), ("emailsSent", _data("emails_sent"))],
+    ),
+    "OPEN": (
+        "type, email, messageName, deliveryDate",
+        [_TYPE, ("email", _recipient), ("messageName", _field("message_name")), ("deliveryDate", _field("delivered_at"))],
+    ),
+    "CLICK": (
+        "type,email,Message Name,Delivery Date,Click Url,Click Date",
+        [
+            _TYPE, ("email", _recipient), ("Message Name", _field("message_name")),
+            ("Delivery Date", _field("delivered_at")), ("Click Url", _field("url")), ("Click Date", _field("occurred_at")),
+        ],
+    ),
+    "BOUNCE": (",".join(c[0] for c in _BOUNCE_COLUMNS), _BOUNCE_COLUMNS),
+    "SOFTBOUNCE": (",".join(c[0] for c in _BOUNCE_COLUMNS), _BOUNCE_COLUMNS),
+    "BLOCKED": (",".join(c[0] for c in _BOUNCE_COLUMNS), _BOUNCE_COLUMNS),
+    "OPTIN": (",".join(c[0] for c in _OPT_COLUMNS), _OPT_COLUMNS),
+    "OPTOUT": (",".join(c[0] for c in _OPT_COLUMNS), _OPT_COLUMNS),
+    "SMSOPTOUT": (",".join(c[0] for c in _SMS_COLUMNS), _SMS_COLUMNS),
+    "SMSFAILED": (",".join(c[0] for c in _SMS_COLUMNS) + ",error", _SMS_COLUMNS + [("error", _field("error"))]),
+    "COMPLAINT": (
+        "type,email,messageName,deliveryDate,eventDate",
+        [_TYPE, ("email", _field("email")), ("messageName", _field("message_name")),
+         ("deliveryDate", _field("delivered_at")), ("eventDate", _field("occurred_at"))],
+    ),
+}
+
+
+def legacy_header(etype: str) -> str:
+    """The legacy pull CSV header string (the `eventMeta` value) of a type."""
+    return LEGACY_COLUMNS[etype][0]
+
+
+def to_legacy_row(event: Mapping[str, Any]) -> list[str]:
+    """The event as one row of the legacy pull CSV; its first column is the type."""
+    return [str(getter(event)) for _, getter in LEGACY_COLUMNS[event["type"]][1]]
+
+
+# Form field names of the legacy HTTP POST ("POST data array"), with their inconsistent
+# casing as documented; fields without a documented name use the model's name.
+_FORM_NAMES: dict[str, str] = {
+    "type": "type",
+    "occurred_at": "Event_date",
+    "email": "email",
+    "phone": "mobile",
+    "message_name": "messageName",
+    "delivered_at": "deliveryDate",
+    "message_id": "Delivery_ID",
+    "list_id": "List_ID",
+    "url": "clickUrl",
+    "category": "category",
+    "reason": "reason",
+    "error": "error",
+    "source": "source",
+    "id": "eventId",
+}
+
+
+def to_form(event: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The event as legacy form fields (a list of pairs, in a stable order; data keys last)."""
+    fields: list[tuple[str, str]] = []
+    for name in FIELD_NAMES:
+        if name == "data":
+            continue
+        value = event.get(name)
+        if value is None:
+            continue
+        fields.append((_FORM_NAMES[name], unix(value) if name in TIME_FIELDS else str(value)))
+    for key, value in sorted((event.get("data") or {}).items()):
+        if isinstance(value, list):
+            fields.extend((f"{key}[]", str(item)) for item in value)
+        else:
+            fields.append((key, value if isinstance(value, str) else json.dumps(value)))
+    return fields
