@@ -1,0 +1,1 @@
+"""REST edges: Flask blueprints for ingest, pull, management, health and metrics."""

@@ -1,0 +1,49 @@
+"""Who is calling: HTTP Basic (account name and password) or a Bearer API key."""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+from flask import current_app, request
+
+from gateway.accounts import check_api_key, check_password
+from gateway.errors import AuthError
+from gateway.runtime import Runtime
+
+# Checking a password costs a deliberate ~50 ms of scrypt; a caller that sends the same
+# right credentials with every request is remembered for a minute instead.
+_CACHE_SECONDS = 60.0
+_cache: dict[str, tuple[int, float]] = {}
+_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """The Runtime of the current app."""
+    return current_app.extensions["eventgw"]  # type: ignore[no-any-return]
+
+
+def current_account() -> int:
+    """The id of the calling account; AuthError (401) when credentials are missing or wrong."""
+    rt = runtime()
+    authorization = request.authorization
+    if authorization is None:
+        raise AuthError("credentials required: HTTP Basic (account name, password) or Bearer API key")
+    if authorization.type == "bearer" and authorization.token:
+        with rt.sessions() as session:
+            return check_api_key(session, authorization.token)
+    if authorization.type == "basic" and authorization.username and authorization.password is not None:
+        name, password = authorization.username, authorization.password
+        token = hashlib.sha256(f"{name}\0{password}".encode()).hexdigest()
+        now = time.monotonic()
+        with _lock:
+            hit = _cache.get(token)
+        if hit and hit[1] > now:
+            return hit[0]
+        account_id = check_password(rt.sessions, name, password,
+                                    failure_limit=rt.settings.login_failure_limit,
+                                    lockout_seconds=rt.settings.login_lockout_seconds)
+        with _lock:
+            _cache[token] = (account_id, now + _CACHE_SECONDS)
+        return account_id
+    raise AuthError("unsupported Authorization header; use Basic or Bearer")

@@ -1,0 +1,159 @@
+"""The `gateway` command: serve, database, accounts, ingest and stats."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.accounts import account_by_name, create_account
+from gateway.config import load_settings
+from gateway.errors import GatewayError, ValidationError
+from gateway.runtime import Runtime, open_runtime
+
+
+
+class _Errors(click.Group):
+    """A command group that turns gateway errors into a clear message and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            lines = [f"  {problem}" for problem in exc.problems]
+            raise click.ClickException("invalid input:\n" + "\n".join(lines)) from None
+        except GatewayError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Errors)
+@click.option("--database-url", envvar="EVENTGW_DATABASE_URL", help="SQLAlchemy URL of the store "
+              "(default: an SQLite file var/eventgw.db).")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None) -> None:
+    """eventgw: an event-notification gateway for email and SMS marketing platforms."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    ctx.obj = load_settings(database_url=database_url)
+
+
+def _runtime(ctx: click.Context, migrate: bool = True) -> Runtime:
+    runtime = open_runtime(ctx.find_root().obj, migrate=migrate)
+    ctx.call_on_close(runtime.close)
+    return runtime
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8080).")
+@click.option("--threads", type=int, default=8, show_default=True, help="Web worker threads.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, threads: int) -> None:
+    """Apply migrations and run the web API and SOAP endpoints."""
+    import waitress
+
+    from gateway.app import create_app
+
+    ctx.find_root().obj = ctx.find_root().obj.replace(host=host, port=port)
+    runtime = _runtime(ctx)
+    settings = runtime.settings
+    click.echo(f"eventgw listening on http://{settings.host}:{settings.port} "
+               f"(store: {runtime.engine.url.render_as_string(hide_password=True)})")
+    waitress.serve(create_app(runtime), host=settings.host, port=settings.port, threads=threads,
+                   max_request_body_size=settings.max_body_bytes, ident="eventgw", _quiet=True)
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command()
+@click.pass_context
+def upgrade(ctx: click.Context) -> None:
+    """Apply every pending schema migration."""
+    from gateway.store.db import current_revision
+
+    runtime = _runtime(ctx)
+    click.echo(f"database at revision {current_revision(runtime.engine)}")
+
+
+@main.group()
+def account() -> None:
+    """Manage accounts."""
+
+
+@account.command("create")
+@click.argument("name")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="The account's password (asked for when not given).")
+@click.pass_context
+def account_create(ctx: click.Context, name: str, password: str) -> None:
+    """Create an account; prints its id and an API key (shown only this once)."""
+    runtime = _runtime(ctx)
+    with runtime.sessions.begin() as session:
+        created = create_account(session, name, password)
+    click.echo(f"account {created.name} created with id {created.id}")
+    click.echo(f"api key: {created.api_key}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--account", "account_name", required=True, help="The account the events belong to.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), help="Default: from the file name.")
+@click.option("--skip-invalid", is_flag=True, help="Store the valid lines; write the invalid ones to --rejects.")
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where --skip-invalid writes rejected lines (default FILE.rejects.jsonl).")
+@click.pass_context
+def ingest(ctx: click.Context, file: Path, account_name: str, fmt: str | None, skip_invalid: bool,
+           rejects: Path | None) -> None:
+    """Import a JSON Lines or CSV file of events (idempotent: re-running is safe)."""
+    from tqdm import tqdm
+
+    from gateway.ingest import ingest_file
+
+    runtime = _runtime(ctx)
+    with runtime.sessions() as session:
+        account_id = account_by_name(session, account_name).id
+    rejects_path = rejects or file.with_name(file.name + ".rejects.jsonl")
+    with tqdm(total=file.stat().st_size, unit="B", unit_scale=True, disable=not sys.stderr.isatty(),
+              desc=file.name) as bar:
+        rejects_file = open(rejects_path, "w", encoding="utf-8") if skip_invalid else None
+        try:
+            result = ingest_file(runtime.sessions, account_id, file, fmt=fmt, skip_invalid=skip_invalid,
+                                 rejects=rejects_file, progress=bar.update)
+        finally:
+            if rejects_file is not None:
+                rejects_file.close()
+    click.echo(f"{result.lines} lines: {result.stored.accepted} stored, {result.stored.duplicates} duplicates, "
+               f"{result.rejected} rejected")
+    if skip_invalid and result.rejected:
+        click.echo(f"rejected lines and their errors: {rejects_path}")
+    elif skip_invalid:
+        rejects_path.unlink(missing_ok=True)
+
+
+@main.command()
+@click.option("--account", "account_name", required=True, help="The account to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as GET /api/v1/stats does.")
+@click.pass_context
+def stats(ctx: click.Context, account_name: str, as_json: bool) -> None:
+    """Stored events per type and what waits per destination."""
+    from gateway.stats import account_stats
+
+    runtime = _runtime(ctx)
+    with runtime.sessions() as session:
+        figures = account_stats(session, account_by_name(session, account_name).id)
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    click.echo(f"events stored for {account_name}: {figures['total']}")
+    for etype, count in figures["events"].items():
+        click.echo(f"  {etype:<14}{count:>10}")
+    click.echo("waiting per destination:")
+    for ident, item in figures["pending"].items():
+        state = "" if item["active"] else " (deactivated)"
+        click.echo(f"  #{ident} {item['kind']:<6}{item['name']:<24}{item['pending']:>10}{state}")

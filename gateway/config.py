@@ -1,0 +1,131 @@
+"""All configuration in one place: defaults, an optional TOML file, and EVENTGW_* environment variables."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from gateway.errors import ConfigError
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the gateway with its default; see docs/configuration.md."""
+
+    database_url: str = ""
+    data_dir: str = str(DEFAULT_DATA_DIR)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+    # Ingest: one request carries at most this many events (the pull batch size, too).
+    max_batch: int = 10_000
+    max_body_bytes: int = 32 * 1024 * 1024
+    # Pull: how long an unacknowledged batch stays hidden, how long a marked-as-read
+    # batch can be fetched again, and when collected events are purged.
+    pull_lease_seconds: int = 300
+    recovery_days: float = 5.0
+    retention_days: float = 5.0
+    session_idle_seconds: int = 1200
+    login_failure_limit: int = 5
+    login_lockout_seconds: int = 300
+    # Dispatcher
+    dispatch_interval_seconds: float = 0.5
+    dispatch_lease_seconds: int = 120
+    dispatch_concurrency: int = 8
+    http_timeout_seconds: float = 10.0
+    retry_schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    deactivate_after_seconds: int = 86_400
+    deactivate_after_failures: int = 0
+    max_retry_after_seconds: int = 3600
+    # SMTP for the email sink and operational notices
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_security: str = "none"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_sender: str = "eventgw@localhost"
+    smtp_verify_tls: bool = True
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to an SQLite file in the data directory."""
+        return self.database_url or f"sqlite:///{Path(self.data_dir) / 'eventgw.db'}"
+
+    @property
+    def effective_public_url(self) -> str:
+        """The URL clients reach this gateway at (used in WSDL addresses)."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed (None values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _convert(name: str, kind: Any, value: Any) -> Any:
+    kind = str(kind)
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return lowered in ("1", "true", "yes", "on")
+        if kind.startswith("tuple"):
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(float(item) for item in items)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name}: {value!r} is not a valid {kind}") from None
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from defaults, the file named by EVENTGW_CONFIG, EVENTGW_* variables and overrides.
+
+    Raises ConfigError naming the setting when a value is invalid or unknown.
+    """
+    environ = os.environ if environ is None else environ
+    known = {f.name: f for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    config_file = environ.get("EVENTGW_CONFIG")
+    if config_file:
+        try:
+            with open(config_file, "rb") as handle:
+                loaded = tomllib.load(handle)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {config_file}: {exc}") from None
+        for key, value in loaded.items():
+            if key not in known:
+                raise ConfigError(f"{config_file}: unknown setting {key!r}")
+            values[key] = _convert(key, known[key].type, value)
+    for key, value in environ.items():
+        if key.startswith("EVENTGW_") and key != "EVENTGW_CONFIG":
+            name = key[len("EVENTGW_"):].lower()
+            if name in known:
+                values[name] = _convert(key, known[name].type, value)
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = _convert(key, known[key].type, value)
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    if not 1 <= settings.max_batch <= 10_000:
+        raise ConfigError("max_batch must be between 1 and 10000")
+    if settings.smtp_security not in ("none", "starttls", "tls"):
+        raise ConfigError("smtp_security must be none, starttls or tls")
+    if settings.dispatch_lease_seconds <= settings.http_timeout_seconds:
+        raise ConfigError("dispatch_lease_seconds must be longer than http_timeout_seconds")
+    if not settings.retry_schedule:
+        raise ConfigError("retry_schedule needs at least one delay")

@@ -1,0 +1,241 @@
+"""Taking events in: parse and validate requests and files, then store events and their queue rows in bulk."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway import events as model
+from gateway.errors import Problem, TooLarge, ValidationError
+from gateway.store.models import Event as EventRow
+from gateway.store.models import QueueItem, Route, utcnow
+
+MAX_PROBLEMS = 100
+FILE_CHUNK = 5000
+_EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
+_QUEUE: Table = QueueItem.__table__  # type: ignore[assignment]
+_COLUMNS = tuple(name for name in model.FIELD_NAMES if name not in ("id",))
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """How many events were stored and how many were already there (same producer id)."""
+
+    accepted: int
+    duplicates: int
+
+    def __add__(self, other: IngestResult) -> IngestResult:
+        return IngestResult(self.accepted + other.accepted, self.duplicates + other.duplicates)
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The outcome of importing one file."""
+
+    lines: int
+    stored: IngestResult
+    rejected: int
+    problems: list[Problem]
+
+
+def _row(account_id: int, event: model.Event, received_at: Any) -> dict[str, Any]:
+    row = {name: event.get(name) for name in _COLUMNS}
+    row["uid"] = event["id"]
+    row["account_id"] = account_id
+    row["received_at"] = received_at
+    return row
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(_EVENTS)
+        .on_conflict_do_nothing(index_elements=["account_id", "uid"])
+        .returning(_EVENTS.c.id, _EVENTS.c.type)
+    )
+    return [(row[0], row[1]) for row in session.execute(statement, rows)]
+
+
+def routes_of(session: Session, account_id: int) -> dict[str, list[int]]:
+    """Event type to the destinations it is routed to, for one account."""
+    table: dict[str, list[int]] = {}
+    for etype, destination_id in session.execute(
+        select(Route.event_type, Route.destination_id).where(Route.account_id == account_id)
+    ):
+        table.setdefault(etype, []).append(destination_id)
+    return table
+
+
+def store_events(session: Session, account_id: int, events: Sequence[model.Event]) -> IngestResult:
+    """Store validated events and a queue row per routed destination, in the caller's transaction.
+
+    An event whose producer id the account already has is counted as a duplicate and
+    not stored again (nor queued again).
+    """
+    if not events:
+        return IngestResult(0, 0)
+    now = utcnow()
+    seen: set[str] = set()
+    rows = []
+    for event in events:
+        if event["id"] not in seen:
+            seen.add(event["id"])
+            rows.append(_row(account_id, event, now))
+    inserted = _insert(session, rows)
+    routes = routes_of(session, account_id)
+    queue = [
+        {"destination_id": destination_id, "event_id": event_id, "event_type": etype,
+         "state": "ready", "due_at": now, "attempts": 0}
+        for event_id, etype in inserted
+        for destination_id in routes.get(etype, ())
+    ]
+    if queue:
+        session.execute(_QUEUE.insert(), queue)
+    return IngestResult(len(inserted), len(events) - len(inserted))
+
+
+def parse_body(body: bytes, content_type: str, max_events: int) -> list[Mapping[str, Any]]:
+    """Decode a request body: a JSON array of events, or NDJSON (one event per line)."""
+    text = body.decode("utf-8-sig", errors="strict") if body else ""
+    stripped = text.lstrip()
+    if not stripped:
+        raise ValidationError("the body is empty; send a JSON array of events or NDJSON", "body")
+    if "ndjson" in content_type or "jsonlines" in content_type or not stripped.startswith("["):
+        raws: list[Any] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                raws.append(json.loads(line))
+            except ValueError as exc:
+                raise ValidationError([Problem(f"line {number}", None, f"invalid JSON: {exc}")]) from None
+            if len(raws) > max_events:
+                break
+    else:
+        try:
+            raws = json.loads(text)
+        except ValueError as exc:
+            raise ValidationError([Problem(None, "body", f"invalid JSON: {exc}")]) from None
+        if not isinstance(raws, list):
+            raise ValidationError("must be a JSON array of events", "body")
+    if len(raws) > max_events:
+        raise TooLarge(f"more than {max_events} events in one request; split it into batches", "body")
+    return raws
+
+
+def ingest_request(
+    sessions: sessionmaker[Session], account_id: int, raws: Sequence[Mapping[str, Any]]
+) -> IngestResult:
+    """Validate a whole request and store it in one transaction: every event or none."""
+    events = model.validate_all(raws, MAX_PROBLEMS)
+    with sessions.begin() as session:
+        return store_events(session, account_id, events)
+
+
+def file_format(path: Path, given: str | None = None) -> str:
+    """The format of an import file: ``jsonl`` or ``csv``, from ``given`` or the file name."""
+    if given:
+        if given not in ("jsonl", "csv"):
+            raise ValidationError(f"unknown format {given!r}; use jsonl or csv", "format")
+        return given
+    suffixes = [s.lower() for s in path.suffixes]
+    return "csv" if ".csv" in suffixes else "jsonl"
+
+
+def read_records(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, Mapping[str, Any] | None, str]]:
+    """Yield (line number, raw event or None, error text) for each record of a JSONL or CSV stream."""
+    if fmt == "csv":
+        reader = csv.DictReader(lines)
+        for record in reader:
+            yield reader.line_num, model.from_csv_record(record), ""
+        return
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line), ""
+        except ValueError as exc:
+            yield number, None, f"invalid JSON: {exc}"
+
+
+def _validated(
+    lines: Iterable[str], fmt: str
+) -> Iterator[tuple[int, model.Event | None, list[Problem], Mapping[str, Any] | None]]:
+    for number, raw, error in read_records(lines, fmt):
+        if raw is None:
+            yield number, None, [Problem(f"line {number}", None, error)], None
+            continue
+        event, problems = model.validate(raw, f"line {number}")
+        yield number, event, problems, raw
+
+
+def ingest_file(
+    sessions: sessionmaker[Session],
+    account_id: int,
+    path: Path,
+    *,
+    fmt: str | None = None,
+    skip_invalid: bool = False,
+    rejects: IO[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> FileResult:
+    """Import a JSONL or CSV file of any size in constant memory.
+
+    Without ``skip_invalid`` the file is checked first and nothing is stored if any
+    line is invalid (a ValidationError lists them). With it, valid lines are stored
+    and each invalid one is written to ``rejects`` as JSON with its errors. Storing is
+    committed in chunks; since ingest is idempotent, re-running an interrupted import
+    completes it without storing anything twice.
+    """
+    fmt = file_format(path, fmt)
+    if not skip_invalid:
+        problems: list[Problem] = []
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            for _, _, found, _ in _validated(handle, fmt):
+                if found and len(problems) < MAX_PROBLEMS:
+                    problems.extend(found[: MAX_PROBLEMS - len(problems)])
+        if problems:
+            raise ValidationError(problems)
+    total = IngestResult(0, 0)
+    lines = rejected = 0
+    kept: list[Problem] = []
+    chunk: list[model.Event] = []
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        for number, event, found, raw in _validated(_counting(handle, progress), fmt):
+            lines += 1
+            if found:
+                rejected += 1
+                if len(kept) < MAX_PROBLEMS:
+                    kept.extend(found)
+                if rejects is not None:
+                    rejects.write(json.dumps({"line": number, "record": raw,
+                                              "errors": [p.as_dict() for p in found]}, default=str) + "\n")
+                continue
+            chunk.append(event)  # type: ignore[arg-type]
+            if len(chunk) >= FILE_CHUNK:
+                total += _store_chunk(sessions, account_id, chunk)
+                chunk = []
+        total += _store_chunk(sessions, account_id, chunk)
+    return FileResult(lines, total, rejected, kept)
+
+
+def _store_chunk(sessions: sessionmaker[Session], account_id: int, chunk: list[model.Event]) -> IngestResult:
+    if not chunk:
+        return IngestResult(0, 0)
+    with sessions.begin() as session:
+        return store_events(session, account_id, chunk)
+
+
+def _counting(handle: Iterable[str], progress: Callable[[int], None] | None) -> Iterator[str]:
+    """The lines of ``handle``, reporting the bytes of each to ``progress``."""
+    for line in handle:
+        if progress is not None:
+            progress(len(line.encode("utf-8")))
+        yield line

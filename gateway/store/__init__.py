@@ -1,0 +1,1 @@
+"""The event store: one SQLAlchemy database (SQLite by default, PostgreSQL by URL)."""
