@@ -1,10 +1,90 @@
-"""Shared fixtures: every module in tests/fixtures/ is loaded as a pytest plugin."""
+"""Shared fixtures: a store on SQLite and on PostgreSQL, an account, and a live gateway server.
+
+Every module in tests/fixtures/ is loaded as a pytest plugin (real PostgreSQL, HTTP,
+SMTP, FTP and SSH servers).
+"""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Iterator
+
+import pytest
+import waitress
+
+from gateway.accounts import NewAccount, create_account
+from gateway.app import create_app
+from gateway.config import load_settings
+from gateway.runtime import Runtime, open_runtime
 
 pytest_plugins = sorted(
     f"tests.fixtures.{path.stem}"
     for path in (Path(__file__).parent / "fixtures").glob("*.py")
     if not path.stem.startswith("_")
 )
+
+PASSWORD = "S3cret-pass"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store: an SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'eventgw.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The URL of an empty SQLite store, for tests that need not run on both databases."""
+    return f"sqlite:///{tmp_path / 'eventgw.db'}"
+
+
+def make_runtime(url: str, tmp_path: Path, **settings: object) -> Runtime:
+    """An opened, migrated Runtime on ``url`` with some settings changed."""
+    return open_runtime(load_settings(environ={}, database_url=url, data_dir=str(tmp_path), **settings))
+
+
+@pytest.fixture
+def runtime(store_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A migrated store on each database."""
+    rt = make_runtime(store_url, tmp_path)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def account(runtime: Runtime) -> NewAccount:
+    """An account named acme (password PASSWORD) with its pull queue and default routes."""
+    with runtime.sessions.begin() as session:
+        return create_account(session, "acme", PASSWORD)
+
+
+@pytest.fixture
+def other_account(runtime: Runtime) -> NewAccount:
+    """A second account, to prove accounts never see each other's events."""
+    with runtime.sessions.begin() as session:
+        return create_account(session, "globex", PASSWORD)
+
+
+class LiveServer:
+    """A real gateway web server on a loopback port, running in a thread."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.server = waitress.create_server(create_app(runtime), host="127.0.0.1", port=0, threads=8,
+                                             _quiet=True)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"  # type: ignore[union-attr]
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_server(runtime: Runtime) -> Iterator[LiveServer]:
+    """The gateway served over real HTTP on 127.0.0.1."""
+    server = LiveServer(runtime)
+    yield server
+    server.close()

@@ -1,0 +1,1 @@
+"""SOAP edges: the legacy handleRequest endpoint and the typed Spyne service."""
