@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from gateway.api import errors, ingest, stats
+from gateway.api import errors, ingest, pull, stats
 from gateway.runtime import Runtime
+from gateway.soap import legacy
 
 
 def create_app(runtime: Runtime) -> Flask:
@@ -14,6 +15,6 @@ def create_app(runtime: Runtime) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["eventgw"] = runtime
     errors.register(app)
-    for module in (ingest, stats):
+    for module in (ingest, pull, stats, legacy):
         app.register_blueprint(module.blueprint)
     return app

@@ -8,9 +8,10 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import Problem, ValidationError
@@ -149,11 +150,11 @@ def parse_time(value: object) -> datetime:
     elif isinstance(value, bool):
         raise ValueError("must be an ISO 8601 time or Unix seconds")
     elif isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
+        return _from_unix(value)
     elif isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
-            return datetime.fromtimestamp(float(text), timezone.utc)
+            return _from_unix(float(text))
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
@@ -162,7 +163,18 @@ def parse_time(value: object) -> datetime:
         raise ValueError("must be an ISO 8601 time or Unix seconds")
     if parsed.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone (add Z or an offset such as +01:00)")
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of range") from None
+
+
+def _from_unix(seconds: float) -> datetime:
+    # Out-of-range, infinite and NaN seconds raise OverflowError, OSError or ValueError.
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"{seconds!r} is not a time in range") from None
 
 
 def _check_text(field: Field, value: object) -> str:
@@ -171,6 +183,9 @@ def _check_text(field: Field, value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
     value = value.strip()
+    if "\x00" in value:
+        # PostgreSQL cannot store NUL in text; refusing it keeps both stores alike.
+        raise ValueError("must not contain NUL characters")
     if len(value) > field.max_len:
         raise ValueError(f"is longer than {field.max_len} characters")
     return value
@@ -201,7 +216,12 @@ def _check_phone(field: Field, value: object) -> str:
 def _check_object(field: Field, value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("must be a JSON object")
-    if len(json.dumps(value, default=str)) > MAX_DATA_BYTES:
+    try:
+        # PostgreSQL's JSON refuses NaN and Infinity, which Python's json reads and writes.
+        size = len(json.dumps(value, default=str, allow_nan=False))
+    except ValueError:
+        raise ValueError("must not contain NaN or Infinity") from None
+    if size > MAX_DATA_BYTES:
         raise ValueError(f"is larger than {MAX_DATA_BYTES} bytes")
     return value
 
@@ -245,8 +265,11 @@ def validate(raw: Mapping[str, Any], record: int | str) -> tuple[Event | None, l
             event[key] = _CHECKS[field.kind](field, value)
         except ValueError as exc:
             problems.append(Problem(record, key, str(exc)))
-    if extra:
-        event["data"] = {**extra, **event.get("data", {})}
+    if extra and not any(p.field == "data" for p in problems):
+        try:
+            event["data"] = _check_object(FIELDS_BY_NAME["data"], {**extra, **event.get("data", {})})
+        except ValueError as exc:
+            problems.append(Problem(record, "data", str(exc)))
     for name in ("id", "occurred_at"):
         if name not in event and not any(p.field == name for p in problems):
             problems.append(Problem(record, name, "is required"))

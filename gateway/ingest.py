@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -103,7 +104,10 @@ def store_events(session: Session, account_id: int, events: Sequence[model.Event
 
 def parse_body(body: bytes, content_type: str, max_events: int) -> list[Mapping[str, Any]]:
     """Decode a request body: a JSON array of events, or NDJSON (one event per line)."""
-    text = body.decode("utf-8-sig", errors="strict") if body else ""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"is not UTF-8 text (byte {exc.start})", "body") from None
     stripped = text.lstrip()
     if not stripped:
         raise ValidationError("the body is empty; send a JSON array of events or NDJSON", "body")

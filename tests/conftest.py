@@ -71,8 +71,7 @@ class LiveServer:
     """A real gateway web server on a loopback port, running in a thread."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self.server = waitress.create_server(create_app(runtime), host="127.0.0.1", port=0, threads=8,
-                                             _quiet=True)
+        self.server = waitress.create_server(create_app(runtime), host="127.0.0.1", port=0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"  # type: ignore[union-attr]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

@@ -1,0 +1,45 @@
+"""Destination kinds, their settings, and the sink each push destination delivers through."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.config import Settings
+from gateway.store.models import Account, Destination
+from sinks.email import EmailSink, SmtpSettings
+from sinks.http import HttpSink
+
+KINDS = ("pull", "http", "email", "ftp", "sftp")
+# Kinds the dispatcher delivers batch by batch; pull is collected by clients, and file
+# destinations are uploaded per period by the exporter.
+PUSH_KINDS = ("http", "email")
+
+
+def smtp_settings(settings: Settings) -> SmtpSettings:
+    """The SMTP server every email destination and operational notice uses."""
+    return SmtpSettings(host=settings.smtp_host, port=settings.smtp_port, security=settings.smtp_security,
+                        username=settings.smtp_username or None, password=settings.smtp_password or None,
+                        sender=settings.smtp_sender, verify_tls=settings.smtp_verify_tls)
+
+
+def sink_for(destination: Destination, settings: Settings) -> Any:
+    """The sink that delivers to a push destination, configured from its settings."""
+    options: dict[str, Any] = destination.settings
+    if destination.kind == "http":
+        auth = options.get("basic_auth")
+        return HttpSink(
+            options["url"], format=options.get("format", "json"), secrets=options.get("secrets", ()),
+            headers=options.get("headers") or {}, basic_auth=(auth[0], auth[1]) if auth else None,
+            timeout=float(options.get("timeout_seconds") or settings.http_timeout_seconds),
+            verify_tls=bool(options.get("verify_tls", True)),
+            max_retry_after=settings.max_retry_after_seconds,
+        )
+    if destination.kind == "email":
+        session = Session.object_session(destination)
+        account = session.scalar(select(Account.name).where(Account.id == destination.account_id)) if session else ""
+        return EmailSink(smtp_settings(settings), recipients=options["recipients"], account=account or "",
+                         subject_template=options.get("subject") or "[eventgw] {count} events for {account}",
+                         gzip_threshold=int(options.get("gzip_threshold", 1_000_000)))
+    raise ValueError(f"destination kind {destination.kind!r} is not delivered by the dispatcher")

@@ -1,0 +1,312 @@
+"""The delivery engine: lease due queue rows per push destination, call the sink, record, retry or deactivate.
+
+Work is coordinated only through rows in the store, so any number of dispatchers can run
+side by side on PostgreSQL. A batch's rows keep their ``lease_id`` (the message id) across
+retries, so a receiver sees the same ``webhook-id`` for the same batch every time; a lease
+runs out, so a batch held by a killed process is retried by another (at least once).
+"""
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from gateway import events as model
+from gateway import metrics
+from gateway.config import Settings
+from gateway.destinations import PUSH_KINDS, sink_for
+from gateway.errors import DeliveryError
+from gateway.runtime import Runtime
+from gateway.store.models import Attempt, Destination, Notice, QueueItem, utcnow
+from gateway.store.models import Event as EventRow
+from gateway.store.rows import EVENT_COLUMNS, to_event
+
+log = logging.getLogger(__name__)
+EXCERPT_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A batch of queue rows held by one dispatcher: the message id and the events in it."""
+
+    destination_id: int
+    message_id: str
+    events: list[model.Event]
+    attempts: int
+
+
+def retry_delay(schedule: tuple[float, ...], attempts: int, retry_after: float | None, cap: float) -> float:
+    """Seconds to wait before try number ``attempts + 1``: the schedule with ±10 % jitter, or Retry-After."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), cap)
+    base = schedule[min(attempts, len(schedule) - 1)]
+    return base * random.uniform(0.9, 1.1)
+
+
+def _due_rows(destination_id: int, now: datetime) -> Any:
+    return (
+        select(QueueItem.id)
+        .where(QueueItem.destination_id == destination_id, QueueItem.state != "done", QueueItem.due_at <= now)
+        .order_by(QueueItem.id)
+    )
+
+
+def lease(session: Session, destination: Destination, now: datetime, lease_seconds: int) -> Lease | None:
+    """Lease the destination's next batch: a retry keeps its rows and message id, else take fresh rows."""
+    settings = destination.settings
+    max_events = int(settings.get("batch_max_events", 500))
+    skip_locked = session.get_bind().dialect.name == "postgresql"
+    oldest = _due_rows(destination.id, now).with_only_columns(QueueItem.lease_id).limit(1)
+    if skip_locked:
+        oldest = oldest.with_for_update(skip_locked=True)
+    first = session.execute(oldest).first()
+    if first is None:
+        return None
+    retry_id = first[0]
+    message_id = retry_id or "msg_" + secrets.token_urlsafe(18)
+    rows = _due_rows(destination.id, now).where(
+        QueueItem.lease_id == retry_id if retry_id else QueueItem.lease_id.is_(None)
+    ).limit(max_events)
+    if skip_locked:
+        rows = rows.with_for_update(skip_locked=True)
+    result = session.execute(
+        update(QueueItem)
+        .where(QueueItem.id.in_(rows.scalar_subquery()))
+        .values(state="leased", lease_id=message_id, due_at=now + timedelta(seconds=lease_seconds),
+                attempts=QueueItem.attempts + 1),
+        execution_options={"synchronize_session": False},
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    loaded = session.execute(
+        select(QueueItem.attempts, *EVENT_COLUMNS)
+        .join(EventRow, EventRow.id == QueueItem.event_id)
+        .where(QueueItem.destination_id == destination.id, QueueItem.lease_id == message_id,
+               QueueItem.state == "leased")
+        .order_by(QueueItem.id)
+    ).all()
+    return Lease(destination.id, message_id, [to_event(row[1:]) for row in loaded],
+                 max(row[0] for row in loaded) - 1 if loaded else 0)
+
+
+def _record(session: Session, lease_: Lease, started: datetime, seconds: float, outcome: str,
+            status: int | None, detail: str) -> None:
+    session.add(Attempt(destination_id=lease_.destination_id, message_id=lease_.message_id, started_at=started,
+                        duration_ms=int(seconds * 1000), event_count=len(lease_.events), outcome=outcome,
+                        status=status, detail=detail[:2000]))
+    metrics.ATTEMPTS.labels(outcome=outcome).inc()
+
+
+def settle_success(session: Session, lease_: Lease, started: datetime, seconds: float, status: int | None,
+                   detail: str) -> None:
+    """Mark the batch delivered and the destination healthy, and log the attempt."""
+    now = utcnow()
+    session.execute(
+        update(QueueItem)
+        .where(QueueItem.destination_id == lease_.destination_id, QueueItem.lease_id == lease_.message_id,
+               QueueItem.state == "leased")
+        .values(state="done", done_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    session.execute(
+        update(Destination).where(Destination.id == lease_.destination_id)
+        .values(failing_since=None, consecutive_failures=0)
+    )
+    _record(session, lease_, started, seconds, "delivered", status, detail)
+
+
+def settle_failure(session: Session, lease_: Lease, started: datetime, seconds: float, error: DeliveryError,
+                   settings: Settings) -> bool:
+    """Schedule the batch's retry (or park it), count the failure, deactivate if it keeps failing.
+
+    Returns True when the destination was deactivated.
+    """
+    now = utcnow()
+    destination = session.get(Destination, lease_.destination_id, with_for_update=True)
+    assert destination is not None
+    schedule = tuple(destination.settings.get("retry_schedule") or settings.retry_schedule)
+    delay = retry_delay(schedule, lease_.attempts, error.retry_after, settings.max_retry_after_seconds)
+    session.execute(
+        update(QueueItem)
+        .where(QueueItem.destination_id == lease_.destination_id, QueueItem.lease_id == lease_.message_id,
+               QueueItem.state == "leased")
+        .values(state="ready", due_at=now + timedelta(seconds=delay)),
+        execution_options={"synchronize_session": False},
+    )
+    destination.failing_since = destination.failing_since or started
+    destination.consecutive_failures += 1
+    detail = f"{error}" + (f" | answer: {error.excerpt}" if error.excerpt else "")
+    _record(session, lease_, started, seconds, "failed", error.status, detail + f" | next try in {delay:.0f} s")
+    limit = settings.deactivate_after_failures
+    give_up = (
+        not error.retryable
+        or now - destination.failing_since >= timedelta(seconds=settings.deactivate_after_seconds)
+        or (limit > 0 and destination.consecutive_failures >= limit)
+    )
+    if give_up and destination.active:
+        deactivate(session, destination, f"{error}")
+        return True
+    return False
+
+
+def deactivate(session: Session, destination: Destination, reason: str) -> None:
+    """Deactivate a destination that keeps failing; its events keep accumulating for replay."""
+    now = utcnow()
+    destination.active = False
+    destination.deactivated_at = now
+    message = (f"destination #{destination.id} ({destination.kind} {destination.name}) was deactivated "
+               f"after repeated failures: {reason}. Its events are kept; activate it with replay to deliver them.")
+    session.add(Notice(account_id=destination.account_id, destination_id=destination.id, kind="deactivated",
+                       message=message))
+    session.add(Attempt(destination_id=destination.id, message_id="-", started_at=now, duration_ms=0,
+                        event_count=0, outcome="deactivated", status=None, detail=message))
+    log.warning(message)
+
+
+class Dispatcher:
+    """Leases due work and delivers it on a thread pool, at most one batch in flight per destination."""
+
+    def __init__(self, runtime: Runtime, on_deactivate: Callable[[int], None] | None = None) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self._pool = ThreadPoolExecutor(max_workers=self.settings.dispatch_concurrency,
+                                        thread_name_prefix="dispatch")
+        self._busy: dict[int, Future[None]] = {}
+        self._sinks: dict[int, tuple[datetime, Any]] = {}
+        self._stop = threading.Event()
+        self._on_deactivate = on_deactivate
+
+    def due_destinations(self, session: Session, now: datetime) -> list[Destination]:
+        """Active push destinations with due work, fewest recent deliveries first."""
+        ids = select(QueueItem.destination_id).where(QueueItem.state != "done", QueueItem.due_at <= now).distinct()
+        destinations = session.scalars(
+            select(Destination).where(Destination.id.in_(ids), Destination.active.is_(True),
+                                      Destination.kind.in_(PUSH_KINDS))
+        ).all()
+        return [d for d in destinations if self._ready(session, d, now)]
+
+    def _ready(self, session: Session, destination: Destination, now: datetime) -> bool:
+        """Honour a destination's fixed interval and its wait-to-fill batching."""
+        interval = float(destination.settings.get("interval_seconds") or 0)
+        if interval > 0:
+            last = session.scalar(select(func.max(Attempt.started_at)).where(
+                Attempt.destination_id == destination.id, Attempt.outcome == "delivered"))
+            if last is not None and now - last < timedelta(seconds=interval):
+                return False
+        wait = float(destination.settings.get("batch_max_wait_seconds") or 0)
+        if wait > 0:
+            oldest = session.scalar(select(func.min(QueueItem.due_at)).where(
+                QueueItem.destination_id == destination.id, QueueItem.state == "ready"))
+            waiting = session.scalar(select(func.count()).select_from(
+                _due_rows(destination.id, now).limit(int(destination.settings.get("batch_max_events", 500))).subquery()))
+            if oldest is not None and now - oldest < timedelta(seconds=wait) and \
+                    (waiting or 0) < int(destination.settings.get("batch_max_events", 500)):
+                return False
+        return True
+
+    def run_once(self) -> int:
+        """Start a delivery for every due destination that has none in flight; returns how many started."""
+        self._busy = {k: f for k, f in self._busy.items() if not f.done()}
+        started = 0
+        now = utcnow()
+        with self.runtime.sessions() as session:
+            destinations = [d for d in self.due_destinations(session, now) if d.id not in self._busy]
+        for destination in destinations:
+            self._busy[destination.id] = self._pool.submit(self._deliver_one, destination.id)
+            started += 1
+        return started
+
+    def _sink(self, destination: Destination) -> Any:
+        cached = self._sinks.get(destination.id)
+        if cached is None or cached[0] != destination.updated_at:
+            if cached is not None and hasattr(cached[1], "close"):
+                cached[1].close()
+            cached = (destination.updated_at, sink_for(destination, self.settings))
+            self._sinks[destination.id] = cached
+        return cached[1]
+
+    def _deliver_one(self, destination_id: int) -> None:
+        try:
+            while not self._stop.is_set() and self._deliver_batch(destination_id):
+                pass
+        except Exception:
+            log.exception("dispatch to destination #%s failed", destination_id)
+
+    def _deliver_batch(self, destination_id: int) -> bool:
+        """Lease and deliver one batch; True when it went through and more may be due."""
+        now = utcnow()
+        with self.runtime.sessions.begin() as session:
+            destination = session.get(Destination, destination_id)
+            if destination is None or not destination.active:
+                return False
+            held = lease(session, destination, now, self.settings.dispatch_lease_seconds)
+            sink = self._sink(destination) if held else None
+        if held is None:
+            return False
+        started = utcnow()
+        clock = time.monotonic()
+        try:
+            receipt = sink.deliver(held.message_id, held.events)
+        except DeliveryError as error:
+            seconds = time.monotonic() - clock
+            metrics.LATENCY.observe(seconds)
+            with self.runtime.sessions.begin() as session:
+                deactivated = settle_failure(session, held, started, seconds, error, self.settings)
+            if deactivated and self._on_deactivate is not None:
+                self._on_deactivate(destination_id)
+            return False
+        except Exception as exc:  # a bug in a sink must not wedge its rows: retry them later
+            seconds = time.monotonic() - clock
+            log.exception("sink of destination #%s raised", destination_id)
+            with self.runtime.sessions.begin() as session:
+                settle_failure(session, held, started, seconds, DeliveryError(f"internal error: {exc}"),
+                               self.settings)
+            return False
+        seconds = time.monotonic() - clock
+        metrics.LATENCY.observe(seconds)
+        with self.runtime.sessions.begin() as session:
+            settle_success(session, held, started, seconds, receipt.status, receipt.detail +
+                           (f" | answer: {receipt.excerpt}" if receipt.excerpt else ""))
+        return True
+
+    def run_forever(self) -> None:
+        """Poll for due work until stop() is called."""
+        while not self._stop.is_set():
+            try:
+                started = self.run_once()
+            except Exception:
+                log.exception("dispatcher loop failed; retrying")
+                started = 0
+            if not started:
+                self._stop.wait(self.settings.dispatch_interval_seconds)
+            else:
+                self._stop.wait(0.05)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Run until nothing is due or in flight (for tests and one-shot runs)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = self.run_once()
+            for future in list(self._busy.values()):
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+            if not started:
+                return
+        raise TimeoutError("dispatcher did not drain in time")
+
+    def stop(self) -> None:
+        """Stop polling, wait for deliveries in flight and close the sinks."""
+        self._stop.set()
+        self._pool.shutdown(wait=True)
+        for _, sink in self._sinks.values():
+            if hasattr(sink, "close"):
+                sink.close()

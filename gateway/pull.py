@@ -1,0 +1,177 @@
+"""Client pull: hand an account up to 10,000 of its oldest unread events, with mark-as-read, leases and recovery.
+
+Three modes, one rule set for every API (legacy SOAP, typed SOAP, REST):
+- ``read``: the events are marked as collected in the same transaction that builds the batch;
+- ``lease``: they are hidden from other pullers until acknowledged or until the lease
+  runs out, after which they come back (a queue's visibility timeout);
+- ``peek``: they are returned and nothing changes.
+Marked and leased batches get an id; a client that crashed after pulling can fetch the
+same batch again by that id within the recovery window.
+"""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, TypeVar
+
+from sqlalchemy import Select, and_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway import events as model
+from gateway.errors import NotFound, ValidationError
+from gateway.store.models import Destination, PullBatch, QueueItem, utcnow
+from gateway.store.models import Event as EventRow
+from gateway.store.rows import EVENT_COLUMNS, to_event
+
+# The legacy platform's documented batch size; larger asks are refused, never cut.
+MAX_BATCH = 10_000
+Mode = Literal["read", "lease", "peek"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Events handed to a puller, oldest first; ``id`` is None for a peek."""
+
+    id: str | None
+    events: list[model.Event]
+    mode: Mode
+    lease_until: datetime | None = None
+
+
+def check_max(value: object, field: str) -> int:
+    """The batch size asked for, as an int from 1 to 10,000; ValidationError naming ``field`` otherwise."""
+    if isinstance(value, bool):
+        raise ValidationError(f"must be a whole number from 1 to {MAX_BATCH}", field)
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ValidationError(f"{value!r} is not a whole number from 1 to {MAX_BATCH}", field) from None
+    if not 1 <= number <= MAX_BATCH:
+        raise ValidationError(f"must be between 1 and {MAX_BATCH} (got {number})", field)
+    return number
+
+
+def check_types(value: str | Sequence[str] | None, field: str) -> list[str]:
+    """The asked event types (a comma-separated string or a list); empty means every type."""
+    try:
+        return model.parse_types(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc), field) from None
+
+
+def new_batch_id() -> str:
+    """A fresh, unguessable batch id."""
+    return "b_" + secrets.token_urlsafe(18)
+
+
+def pull_destination(session: Session, account_id: int) -> int:
+    """The id of the account's pull queue."""
+    destination_id = session.scalar(
+        select(Destination.id).where(Destination.account_id == account_id, Destination.kind == "pull")
+    )
+    if destination_id is None:
+        raise NotFound("pull queue of account", account_id)
+    return destination_id
+
+
+def _due(destination_id: int, types: list[str], now: datetime) -> Select[tuple[int]]:
+    """Queue rows of the pull queue that a puller may take now, oldest first."""
+    query = select(QueueItem.id).where(
+        QueueItem.destination_id == destination_id, QueueItem.state != "done", QueueItem.due_at <= now
+    )
+    if types:
+        query = query.where(QueueItem.event_type.in_(types))
+    return query.order_by(QueueItem.id)
+
+
+def _events_of(session: Session, condition: object) -> list[model.Event]:
+    rows = session.execute(
+        select(*EVENT_COLUMNS)
+        .join(QueueItem, QueueItem.event_id == EventRow.id)
+        .where(condition)  # type: ignore[arg-type]
+        .order_by(QueueItem.id)
+    )
+    return [to_event(row) for row in rows]
+
+
+def get_batch(
+    sessions: sessionmaker[Session],
+    account_id: int,
+    types: list[str],
+    limit: int,
+    mode: Mode,
+    render: Callable[[Batch], T],
+    *,
+    lease_seconds: int = 300,
+) -> T:
+    """Take a batch and return ``render(batch)``.
+
+    ``render`` runs inside the transaction, before it commits: if rendering fails or the
+    process dies first, nothing is marked or leased.
+    """
+    now = utcnow()
+    with sessions.begin() as session:
+        destination_id = pull_destination(session, account_id)
+        due = _due(destination_id, types, now).limit(limit)
+        if mode == "peek":
+            ids = due.subquery()
+            batch = Batch(None, _events_of(session, QueueItem.id.in_(select(ids.c.id))), mode)
+            return render(batch)
+        if session.get_bind().dialect.name == "postgresql":
+            # Concurrent pullers skip each other's rows instead of waiting or double-taking.
+            due = due.with_for_update(skip_locked=True)
+        batch_id = new_batch_id()
+        lease_until = now + timedelta(seconds=lease_seconds) if mode == "lease" else None
+        values = (
+            {"state": "done", "done_at": now, "lease_id": batch_id}
+            if mode == "read"
+            else {"state": "leased", "due_at": lease_until, "lease_id": batch_id}
+        )
+        session.execute(
+            update(QueueItem).where(QueueItem.id.in_(due.scalar_subquery())).values(**values),
+            execution_options={"synchronize_session": False},
+        )
+        events = _events_of(session, QueueItem.lease_id == batch_id)
+        session.add(PullBatch(id=batch_id, account_id=account_id, destination_id=destination_id,
+                              created_at=now, event_count=len(events), acked_at=now if mode == "read" else None))
+        return render(Batch(batch_id, events, mode, lease_until))
+
+
+def acknowledge(sessions: sessionmaker[Session], account_id: int, batch_id: str) -> int:
+    """Mark a leased batch as collected; returns how many of its events were still held by it."""
+    now = utcnow()
+    with sessions.begin() as session:
+        batch = _own_batch(session, account_id, batch_id)
+        result = session.execute(
+            update(QueueItem)
+            .where(QueueItem.destination_id == batch.destination_id, QueueItem.lease_id == batch_id,
+                   QueueItem.state == "leased")
+            .values(state="done", done_at=now),
+            execution_options={"synchronize_session": False},
+        )
+        if batch.acked_at is None:
+            batch.acked_at = now
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def batch_again(
+    sessions: sessionmaker[Session], account_id: int, batch_id: str, recovery: timedelta
+) -> Batch:
+    """The events of an earlier batch of this account, within the recovery window."""
+    with sessions() as session:
+        batch = _own_batch(session, account_id, batch_id)
+        if utcnow() - batch.created_at > recovery:
+            raise NotFound("batch (past its recovery window)", batch_id)
+        events = _events_of(session, and_(QueueItem.destination_id == batch.destination_id,
+                                          QueueItem.lease_id == batch_id))
+        return Batch(batch_id, events, "read" if batch.acked_at else "lease")
+
+
+def _own_batch(session: Session, account_id: int, batch_id: str) -> PullBatch:
+    batch = session.get(PullBatch, batch_id)
+    if batch is None or batch.account_id != account_id:
+        raise NotFound("batch", batch_id)
+    return batch

@@ -1,0 +1,257 @@
+"""Webhook delivery: POST events to an HTTP(S) URL, signed the Standard Webhooks way.
+
+Formats:
+
+* ``json``: one POST per batch; the body is a JSON array of ``events.to_json(event)``.
+* ``json-single``: one POST per event; the body is one JSON object, ``{"event": "<type in
+  lower case>"}`` followed by the fields of ``events.to_json(event)``, for example
+  ``{"event": "click", "id": "e1", "type": "CLICK", "occurred_at": "...", "email": "...",
+  "url": "..."}``.
+* ``form``: one POST per event; ``application/x-www-form-urlencoded`` legacy form fields
+  (``events.to_form``).
+
+Every request carries ``webhook-id`` (the batch's message id for ``json``; ``<message id>_<n>``
+for the n-th event, counting from 0, in the single formats; both stable across retries),
+``webhook-timestamp`` (Unix seconds of this attempt) and, when secrets are configured,
+``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`` for each secret,
+separated by spaces, so a receiver can rotate secrets without downtime.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import http.client
+import json
+import secrets as random_source
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Mapping, Sequence
+from urllib.parse import urlencode
+
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from gateway import events as ev
+from gateway.errors import DeliveryError
+from gateway.events import Event
+from sinks.base import Receipt, excerpt, network_error
+
+FORMATS = ("json", "json-single", "form")
+DEFAULT_USER_AGENT = "eventgw-webhooks/1"
+SECRET_PREFIX = "whsec_"
+MIN_SECRET_BYTES = 24
+# Enough of an answer to show and to let a kept-alive connection be reused; anything longer
+# is not read, and its connection is closed instead.
+MAX_RESPONSE_BYTES = 64 * 1024
+_RESERVED_HEADERS = frozenset(
+    {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host"}
+)
+
+
+def parse_secret(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret; ValueError if it is malformed or shorter than 24 bytes."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"a webhook secret must start with {SECRET_PREFIX!r}")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+    except binascii.Error:
+        raise ValueError(f"a webhook secret must be {SECRET_PREFIX!r} followed by base64") from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise ValueError(f"a webhook secret must hold at least {MIN_SECRET_BYTES} bytes, this one has {len(key)}")
+    return key
+
+
+def generate_secret() -> str:
+    """A new random secret: ``whsec_`` and the base64 of 24 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(random_source.token_bytes(MIN_SECRET_BYTES)).decode("ascii")
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One ``v1,<signature>`` entry of the ``webhook-signature`` header for ``secret``."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(parse_secret(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def render(format: str, events: Sequence[Event]) -> list[tuple[str, bytes]]:
+    """The request bodies of a batch in ``format``, each with its Content-Type."""
+    if format == "json":
+        return [("application/json", _json([ev.to_json(e) for e in events]))]
+    if format == "json-single":
+        return [("application/json", _json({"event": e["type"].lower(), **ev.to_json(e)})) for e in events]
+    return [("application/x-www-form-urlencoded", urlencode(ev.to_form(e)).encode("ascii")) for e in events]
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class HttpSink:
+    """POSTs batches to one URL over a connection pool kept for the life of the sink."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        format: str = "json",
+        secrets: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        timeout: float = 10.0,
+        verify_tls: bool = True,
+        max_retry_after: float = 3600.0,
+        user_agent: str = DEFAULT_USER_AGENT,
+    ) -> None:
+        parsed = urllib3.util.parse_url(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"{url!r} is not an http or https URL")
+        if parsed.auth:
+            # URLs end up in logs and error messages; credentials must not.
+            raise ValueError("put credentials in basic_auth, not in the URL")
+        if format not in FORMATS:
+            raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+        for secret in secrets:
+            parse_secret(secret)
+        reserved = _RESERVED_HEADERS | ({"authorization"} if basic_auth else set())
+        clashes = sorted(name for name in (headers or {}) if name.lower() in reserved)
+        if clashes:
+            raise ValueError(f"headers {', '.join(clashes)} are set by the sink and cannot be configured")
+        self.url = url
+        self.format = format
+        self.secrets = tuple(secrets)
+        self.timeout = timeout
+        self.max_retry_after = max_retry_after
+        self._peer = f"{parsed.host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+        self._path = parsed.request_uri
+        self._headers = {"User-Agent": user_agent, **(headers or {})}
+        if basic_auth:
+            # UTF-8, as RFC 7617 recommends (urllib3's helper would use Latin-1).
+            token = base64.b64encode(":".join(basic_auth).encode("utf-8")).decode("ascii")
+            self._headers["Authorization"] = f"Basic {token}"
+        tls = {"cert_reqs": "CERT_REQUIRED" if verify_tls else "CERT_NONE"} if parsed.scheme == "https" else {}
+        self._pool = urllib3.connection_from_url(
+            url, timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=4, **tls
+        )
+
+    def deliver(self, message_id: str, events: Sequence[Event]) -> Receipt:
+        """POST the batch (one request, or one per event); DeliveryError on the first failure.
+
+        After a failure in a single format, a retry sends every event again with the same
+        webhook ids, so the receiver can skip those it already has.
+        """
+        bodies = render(self.format, events)
+        status, answer = None, b""
+        for index, (content_type, body) in enumerate(bodies):
+            webhook_id = message_id if self.format == "json" else f"{message_id}_{index}"
+            try:
+                status, answer = self._post(webhook_id, content_type, body)
+            except DeliveryError as exc:
+                if len(bodies) == 1:
+                    raise
+                raise DeliveryError(
+                    f"event {index + 1} of {len(bodies)}: {exc}",
+                    retryable=exc.retryable,
+                    retry_after=exc.retry_after,
+                    status=exc.status,
+                    excerpt=exc.excerpt,
+                ) from exc
+        return Receipt(status, excerpt(answer), f"{len(bodies)} POST(s) to {self.url}, HTTP {status}")
+
+    def close(self) -> None:
+        """Close the kept-alive connections."""
+        self._pool.close()
+
+    def _post(self, webhook_id: str, content_type: str, body: bytes) -> tuple[int, bytes]:
+        timestamp = int(time.time())
+        headers = {
+            **self._headers,
+            "Content-Type": content_type,
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(timestamp),
+        }
+        if self.secrets:
+            headers["webhook-signature"] = " ".join(sign(s, webhook_id, timestamp, body) for s in self.secrets)
+        try:
+            response = self._pool.urlopen(
+                "POST", self._path, body=body, headers=headers, redirect=False, preload_content=False
+            )
+        except HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        try:
+            answer = self._read_bounded(response)
+        finally:
+            response.release_conn()
+        self._check(response, answer)
+        return response.status, answer
+
+    def _read_bounded(self, response: urllib3.BaseHTTPResponse) -> bytes:
+        """Up to MAX_RESPONSE_BYTES of the body; the connection is dropped if more remains or reading fails."""
+        try:
+            answer = response.read(MAX_RESPONSE_BYTES + 1)
+        except (HTTPError, OSError, http.client.HTTPException):
+            # The status line has arrived and decides the outcome; the body is only for show.
+            response.close()
+            return b""
+        if len(answer) > MAX_RESPONSE_BYTES:
+            response.close()
+        return answer[:MAX_RESPONSE_BYTES]
+
+    def _check(self, response: urllib3.BaseHTTPResponse, answer: bytes) -> None:
+        status = response.status
+        if 200 <= status < 300:
+            return
+        shown = excerpt(answer)
+        if 300 <= status < 400:
+            target = response.headers.get("Location", "(no Location)")
+            message = f"HTTP {status} from {self.url}: redirected to {target}; redirects are not followed, update the URL"
+        else:
+            message = f"HTTP {status} from {self.url}" + (f": {shown}" if shown else "")
+        retry_after = None
+        if status in (429, 503):
+            retry_after = self._retry_after(response.headers.get("Retry-After"))
+        raise DeliveryError(
+            message, retryable=status != 410, retry_after=retry_after, status=status, excerpt=shown
+        )
+
+    def _retry_after(self, value: str | None) -> float | None:
+        """Seconds from a Retry-After header (seconds or an HTTP date), capped at max_retry_after."""
+        if not value:
+            return None
+        value = value.strip()
+        if value.isdigit():
+            seconds = float(value)
+        else:
+            try:
+                when = parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            seconds = (when - datetime.now(timezone.utc)).total_seconds()
+        return min(max(seconds, 0.0), self.max_retry_after)
+
+    def _transport_error(self, exc: HTTPError) -> DeliveryError:
+        if isinstance(exc, NewConnectionError) and isinstance(exc.__cause__, OSError):
+            return network_error(exc.__cause__, self._peer, self.timeout)
+        if isinstance(exc, ConnectTimeoutError):
+            return DeliveryError(f"no connection to {self._peer} within {self.timeout:g} s")
+        if isinstance(exc, ReadTimeoutError):
+            return DeliveryError(f"no answer from {self._peer} within {self.timeout:g} s")
+        cause = exc.args[-1] if exc.args else None
+        if isinstance(exc, SSLError) and isinstance(cause, OSError):
+            return network_error(cause, self._peer, self.timeout)
+        if isinstance(exc, ProtocolError) and isinstance(cause, http.client.RemoteDisconnected):
+            return DeliveryError(f"{self._peer} closed the connection without answering")
+        if isinstance(exc, ProtocolError) and isinstance(cause, OSError):
+            return network_error(cause, self._peer, self.timeout)
+        return DeliveryError(f"HTTP request to {self._peer} failed: {exc}")

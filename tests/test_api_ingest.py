@@ -1,0 +1,241 @@
+"""POST /api/v1/events, GET /api/v1/stats and /healthz, over real HTTP on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from gateway.accounts import NewAccount, create_account
+from gateway.runtime import Runtime
+from gateway.store.models import Event, QueueItem
+from tests.conftest import PASSWORD, LiveServer, make_runtime
+
+TIMEOUT = 30
+
+
+def raw(uid: str, etype: str = "OPEN", **fields: Any) -> dict[str, Any]:
+    """A valid raw event with producer id ``uid``."""
+    event: dict[str, Any] = {"id": uid, "type": etype, "occurred_at": "2026-11-24T10:15:00Z",
+                             "email": f"{uid}@example.com"}
+    if etype == "CLICK":
+        event["url"] = "https://example.com/offer"
+    event.update(fields)
+    return event
+
+
+def rows(runtime: Runtime) -> tuple[int, int]:
+    """How many events and queue rows the whole store holds."""
+    with runtime.sessions() as session:
+        return session.scalar(select(func.count()).select_from(Event)), session.scalar(
+            select(func.count()).select_from(QueueItem))
+
+
+def post(server: LiveServer, body: Any, auth: Any = ("acme", PASSWORD), **kwargs: Any) -> requests.Response:
+    headers = kwargs.pop("headers", {})
+    if isinstance(auth, str):
+        headers["Authorization"] = f"Bearer {auth}"
+        auth = None
+    if isinstance(body, (bytes, str)):
+        kwargs["data"] = body
+    else:
+        kwargs["json"] = body
+    return requests.post(f"{server.url}/api/v1/events", auth=auth, headers=headers, timeout=TIMEOUT, **kwargs)
+
+
+def stats(server: LiveServer, auth: Any = ("acme", PASSWORD)) -> dict[str, Any]:
+    headers = {}
+    if isinstance(auth, str):
+        headers["Authorization"] = f"Bearer {auth}"
+        auth = None
+    response = requests.get(f"{server.url}/api/v1/stats", auth=auth, headers=headers, timeout=TIMEOUT)
+    assert response.status_code == 200
+    return response.json()  # type: ignore[no-any-return]
+
+
+def assert_json_error(response: requests.Response, status: int) -> dict[str, Any]:
+    """The response is a JSON error with ``status``, and no stack trace."""
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/json"
+    assert "Traceback" not in response.text
+    body = response.json()
+    assert isinstance(body["error"], str) and isinstance(body["message"], str)
+    return body  # type: ignore[no-any-return]
+
+
+def test_post_with_basic_auth(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+    response = post(live_server, [raw("e1"), raw("e2", "click"), raw("e3", "hard")])
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 3, "duplicates": 0}
+    assert rows(runtime) == (3, 3)
+
+
+def test_post_with_an_api_key(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+    response = post(live_server, [raw("e1")], auth=account.api_key)
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    assert rows(runtime) == (1, 1)
+
+
+def test_post_ndjson(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+    body = "\n".join(json.dumps(raw(f"e{i}")) for i in range(5)) + "\n"
+    response = post(live_server, body, headers={"Content-Type": "application/x-ndjson"})
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 5, "duplicates": 0}
+    assert rows(runtime) == (5, 5)
+
+
+def test_resent_events_are_duplicates(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+    assert post(live_server, [raw("e1"), raw("e2")]).json() == {"accepted": 2, "duplicates": 0}
+    assert post(live_server, [raw("e2"), raw("e3"), raw("e3")], auth=account.api_key).json() == {
+        "accepted": 1, "duplicates": 2}
+    assert rows(runtime) == (3, 3)
+
+
+@pytest.mark.parametrize("auth", [None, ("acme", "wrong-password"), ("nobody", PASSWORD), "egw_not-a-key",
+                                  ("", "")])
+def test_wrong_credentials_get_401_and_store_nothing(
+    live_server: LiveServer, runtime: Runtime, account: NewAccount, auth: Any
+) -> None:
+    response = post(live_server, [raw("e1")], auth=auth)
+    body = assert_json_error(response, 401)
+    assert body["error"] == "unauthorized"
+    assert "Basic" in response.headers["WWW-Authenticate"]
+    assert rows(runtime) == (0, 0)
+    response = requests.get(f"{live_server.url}/api/v1/stats", auth=auth if isinstance(auth, tuple) else None,
+                            timeout=TIMEOUT)
+    assert_json_error(response, 401)
+
+
+def test_unsupported_authorization_scheme(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+    response = post(live_server, [raw("e1")], auth=None, headers={"Authorization": f"Token {account.api_key}"})
+    assert_json_error(response, 401)
+    assert rows(runtime) == (0, 0)
+
+
+def test_repeated_wrong_passwords_lock_the_account(
+    live_server: LiveServer, runtime: Runtime, account: NewAccount
+) -> None:
+    for _ in range(runtime.settings.login_failure_limit):
+        assert post(live_server, [raw("e1")], auth=("acme", "wrong-password")).status_code == 401
+    response = post(live_server, [raw("e1")], auth=("acme", PASSWORD))
+    assert "too many failed logins" in assert_json_error(response, 401)["message"]
+    # The API key still works: the lockout protects the password only.
+    assert post(live_server, [raw("e1")], auth=account.api_key).status_code == 200
+
+
+def test_invalid_events_get_400_naming_record_and_field(
+    live_server: LiveServer, runtime: Runtime, account: NewAccount
+) -> None:
+    response = post(live_server, [raw("e0"), raw("e1", "nope"), raw("e2", "CLICK", url="ftp://x/y"),
+                                  raw("e3", occurred_at="2026-11-24 10:15"), raw("e4", data="x")])
+    body = assert_json_error(response, 400)
+    assert body["error"] == "invalid"
+    assert [(p["record"], p["field"]) for p in body["problems"]] == [
+        (1, "type"), (2, "url"), (3, "occurred_at"), (4, "data")]
+    assert all(p["message"] for p in body["problems"])
+    assert rows(runtime) == (0, 0)
+
+
+def test_more_than_10000_events_get_413(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+    events = [raw(f"e{i}") for i in range(10_001)]
+    response = post(live_server, events)
+    body = assert_json_error(response, 413)
+    assert body["error"] == "too_large" and "10000" in body["message"]
+    response = post(live_server, "\n".join(json.dumps(e) for e in events),
+                    headers={"Content-Type": "application/x-ndjson"})
+    assert_json_error(response, 413)
+    assert rows(runtime) == (0, 0)
+
+
+def test_10000_events_are_accepted(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+    response = post(live_server, [raw(f"e{i}") for i in range(10_000)], auth=account.api_key)
+    assert response.json() == {"accepted": 10_000, "duplicates": 0}
+    assert rows(runtime) == (10_000, 10_000)
+
+
+@pytest.fixture
+def small_server(store_url: str, tmp_path: Path) -> Iterator[tuple[LiveServer, Runtime]]:
+    """A gateway that takes request bodies of at most 2,000 bytes, with the account acme."""
+    runtime = make_runtime(store_url, tmp_path, max_body_bytes=2000)
+    with runtime.sessions.begin() as session:
+        create_account(session, "acme", PASSWORD)
+    server = LiveServer(runtime)
+    yield server, runtime
+    server.close()
+    runtime.close()
+
+
+def test_a_body_over_the_size_limit_gets_413(small_server: tuple[LiveServer, Runtime]) -> None:
+    server, runtime = small_server
+    events = [raw(f"e{i}") for i in range(30)]
+    assert len(json.dumps(events)) > 2000
+    assert_json_error(post(server, events), 413)
+    assert rows(runtime) == (0, 0)
+    assert post(server, events[:5]).json() == {"accepted": 5, "duplicates": 0}
+
+
+def test_stats_shape(live_server: LiveServer, account: NewAccount) -> None:
+    post(live_server, [raw("e1"), raw("e2"), raw("e3", "CLICK"), raw("e4", "unsubscribe")])
+    figures = stats(live_server)
+    assert figures["events"] == {"CLICK": 1, "OPEN": 2, "OPTOUT": 1}
+    assert figures["total"] == 4
+    pull = figures["pending"][str(account.pull_destination_id)]
+    assert (pull["kind"], pull["pending"], pull["active"]) == ("pull", 4, True)
+    assert pull["oldest_age_seconds"] >= 0
+    assert stats(live_server, account.api_key) == {**figures, "pending": {
+        str(account.pull_destination_id): {**pull, "oldest_age_seconds": pytest.approx(pull["oldest_age_seconds"],
+                                                                                        abs=30)}}}
+
+
+def test_stats_of_an_empty_account(live_server: LiveServer, account: NewAccount) -> None:
+    figures = stats(live_server)
+    assert figures["events"] == {} and figures["total"] == 0
+    assert figures["pending"][str(account.pull_destination_id)]["pending"] == 0
+    assert figures["pending"][str(account.pull_destination_id)]["oldest_age_seconds"] is None
+
+
+def test_an_account_never_sees_another_accounts_events(
+    live_server: LiveServer, account: NewAccount, other_account: NewAccount
+) -> None:
+    assert post(live_server, [raw("e1"), raw("e2", "CLICK")]).json() == {"accepted": 2, "duplicates": 0}
+    other = stats(live_server, ("globex", PASSWORD))
+    assert other["events"] == {} and other["total"] == 0
+    assert list(other["pending"]) == [str(other_account.pull_destination_id)]
+    assert other["pending"][str(other_account.pull_destination_id)]["pending"] == 0
+    # The same producer ids are new for the other account, and acme's figures do not move.
+    assert post(live_server, [raw("e1")], auth=other_account.api_key).json() == {"accepted": 1, "duplicates": 0}
+    assert stats(live_server, other_account.api_key)["events"] == {"OPEN": 1}
+    assert stats(live_server, account.api_key)["events"] == {"CLICK": 1, "OPEN": 1}
+
+
+@pytest.mark.parametrize("body", [
+    b"\xff\xfe\x00\x01garbage", b"not json at all", b"[1, 2", b'{"id": ', b"42", b'"text"', b"null",
+    b'{"events": []}', b"[[]]", b"\x00\x00\x00", b"[" * 5000, b"",
+    b'[{"id": "e1", "type": "OPEN", "occurred_at": 1e400, "email": "a@example.com"}]',
+    b'[{"id": "e1", "type": "OPEN", "occurred_at": "9999-12-31T23:59:59-01:00", "email": "a@example.com"}]',
+    b'[{"id": "e1\\u0000", "type": "OPEN", "occurred_at": 1795515300, "email": "a@example.com"}]',
+    b'[{"id": "e1", "type": "OPEN", "occurred_at": 1795515300, "email": "a@example.com", "x": NaN}]',
+])
+def test_garbage_gets_a_400_json_answer(
+    live_server: LiveServer, runtime: Runtime, account: NewAccount, body: bytes
+) -> None:
+    response = post(live_server, body, headers={"Content-Type": "application/json"})
+    answer = assert_json_error(response, 400)
+    assert answer["problems"]
+    assert rows(runtime) == (0, 0)
+
+
+def test_unknown_paths_and_methods_answer_json(live_server: LiveServer) -> None:
+    assert assert_json_error(requests.get(f"{live_server.url}/nowhere", timeout=TIMEOUT), 404)["error"] == "not_found"
+    response = requests.get(f"{live_server.url}/api/v1/events", timeout=TIMEOUT)
+    assert_json_error(response, 405)
+
+
+def test_healthz(live_server: LiveServer) -> None:
+    response = requests.get(f"{live_server.url}/healthz", timeout=TIMEOUT)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
