@@ -50,20 +50,46 @@ def _runtime(ctx: click.Context, migrate: bool = True) -> Runtime:
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8080).")
 @click.option("--threads", type=int, default=8, show_default=True, help="Web worker threads.")
+@click.option("--dispatcher/--no-dispatcher", default=True, show_default=True,
+              help="Run the delivery engine in this process (the embedded default).")
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, threads: int) -> None:
-    """Apply migrations and run the web API and SOAP endpoints."""
+def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, dispatcher: bool) -> None:
+    """Apply migrations and run the web API, the SOAP endpoints and (by default) the dispatcher."""
+    import threading
+
     import waitress
 
     from gateway.app import create_app
+    from gateway.dispatch import Dispatcher
 
     ctx.find_root().obj = ctx.find_root().obj.replace(host=host, port=port)
     runtime = _runtime(ctx)
     settings = runtime.settings
+    if dispatcher:
+        engine = Dispatcher(runtime)
+        threading.Thread(target=engine.run_forever, name="dispatcher", daemon=True).start()
+        ctx.call_on_close(engine.stop)
     click.echo(f"eventgw listening on http://{settings.host}:{settings.port} "
                f"(store: {runtime.engine.url.render_as_string(hide_password=True)})")
     waitress.serve(create_app(runtime), host=settings.host, port=settings.port, threads=threads,
                    max_request_body_size=settings.max_body_bytes, ident="eventgw", _quiet=True)
+
+
+@main.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run the delivery engine alone (any number of workers can run side by side on PostgreSQL)."""
+    import signal
+
+    from gateway.dispatch import Dispatcher
+
+    engine = Dispatcher(_runtime(ctx))
+    signal.signal(signal.SIGTERM, lambda *_: engine.stop())
+    click.echo("eventgw worker started")
+    try:
+        engine.run_forever()
+    except KeyboardInterrupt:
+        engine.stop()
 
 
 @main.group()

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gateway import events as model
-from gateway import metrics
+from gateway import metrics, retention
 from gateway.config import Settings
 from gateway.destinations import PUSH_KINDS, sink_for
 from gateway.errors import DeliveryError
@@ -32,7 +32,7 @@ from gateway.store.models import Event as EventRow
 from gateway.store.rows import EVENT_COLUMNS, to_event
 
 log = logging.getLogger(__name__)
-EXCERPT_LIMIT = 500
+PURGE_EVERY_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -280,9 +280,14 @@ class Dispatcher:
         return True
 
     def run_forever(self) -> None:
-        """Poll for due work until stop() is called."""
+        """Poll for due work until stop() is called; purge old work now and then."""
+        next_purge = 0.0
         while not self._stop.is_set():
             try:
+                if time.monotonic() >= next_purge:
+                    purged = retention.purge(self.runtime.sessions, self.settings)
+                    log.info("purged %s", purged)
+                    next_purge = time.monotonic() + PURGE_EVERY_SECONDS
                 started = self.run_once()
             except Exception:
                 log.exception("dispatcher loop failed; retrying")

@@ -199,6 +199,11 @@ def _check_url(field: Field, value: object) -> str:
     return text
 
 
+def check_url(value: object) -> str:
+    """``value`` as an http or https URL; ValueError saying why not."""
+    return _check_url(FIELDS_BY_NAME["url"], value)
+
+
 def _check_email(field: Field, value: object) -> str:
     text = _check_text(field, value)
     if not _EMAIL.match(text):

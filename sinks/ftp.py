@@ -185,10 +185,11 @@ class FtpUploader(_Uploader):
                 ftp.cwd(target.remote_dir)
             yield ftp
         finally:
-            try:
-                ftp.quit()
-            except (*ftplib.all_errors, AttributeError):
-                ftp.close()
+            if ftp.sock is not None:
+                try:
+                    ftp.quit()
+                except ftplib.all_errors:
+                    ftp.close()
 
     @contextmanager
     def _step(self, what: str) -> Iterator[None]:

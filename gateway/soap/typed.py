@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import sys
 from datetime import timedelta
@@ -43,6 +44,12 @@ WSDL_PUBLIC_URL = "http://127.0.0.1:8080"
 """The public URL the checked-in wsdl/events.wsdl is generated with."""
 
 _REQUIRED = {"min_occurs": 1, "nillable": False}
+
+# Spyne logs every client fault (a wrong password, max=0, malformed XML) with a stack
+# trace, and malformed requests in full (passwords included). They are the caller's
+# errors and answered as Faults; unexpected errors (spyne.application.server) still log.
+for _name in ("spyne.application.client", "spyne.server._base", "spyne.protocol.soap.soap11.invalid"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
 _TYPES_BY_KIND: dict[str, Any] = {"time": DateTime}
 
 
@@ -82,7 +89,7 @@ class EventsService(ServiceBase):
         except GatewayError as exc:
             raise Fault("Client.Error", str(exc)) from None
 
-    @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=Unicode, _operation_name="login",
+    @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=Unicode,
          _in_arg_names={"user_name": "userName"}, _out_variable_name="sessionId")
     def login(ctx: Any, user_name: str, password: str) -> str:
         """Check an account's name and password; returns the session id the other operations take."""
@@ -91,7 +98,7 @@ class EventsService(ServiceBase):
                                      failure_limit=rt.settings.login_failure_limit,
                                      lockout_seconds=rt.settings.login_lockout_seconds)
 
-    @rpc(Unicode(**_REQUIRED), _operation_name="logout", _in_arg_names={"session_id": "sessionId"})
+    @rpc(Unicode(**_REQUIRED), _in_arg_names={"session_id": "sessionId"})
     def logout(ctx: Any, session_id: str) -> None:
         """End a session."""
         legacy_sessions.logout(_runtime(ctx).sessions, session_id)
@@ -102,9 +109,9 @@ class EventsService(ServiceBase):
          Boolean(doc="true: mark the events as collected now; false (the default): lease them until "
                      "acknowledgeBatch, or until the lease runs out and they come back"),
          Boolean(doc="true: return the events and change nothing (markAsRead is ignored)"),
-         _returns=BatchResult, _operation_name="getBatch",
+         _returns=BatchResult,
          _in_arg_names={"session_id": "sessionId", "limit": "max", "mark_as_read": "markAsRead"})
-    def get_batch(ctx: Any, session_id: str, types: list[str] | None, limit: int, mark_as_read: bool | None,
+    def getBatch(ctx: Any, session_id: str, types: list[str] | None, limit: int, mark_as_read: bool | None,
                   peek: bool | None) -> None:
         """Take up to ``max`` of the oldest waiting events of ``types``."""
         rt = _runtime(ctx)
@@ -115,16 +122,16 @@ class EventsService(ServiceBase):
         pull.get_batch(rt.sessions, account_id, wanted, size, mode, _answer(ctx),
                        lease_seconds=rt.settings.pull_lease_seconds)
 
-    @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=Integer, _operation_name="acknowledgeBatch",
+    @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=Integer,
          _in_arg_names={"session_id": "sessionId", "batch_id": "batchId"}, _out_variable_name="acknowledged")
-    def acknowledge_batch(ctx: Any, session_id: str, batch_id: str) -> int:
+    def acknowledgeBatch(ctx: Any, session_id: str, batch_id: str) -> int:
         """Mark a leased batch as collected; returns how many of its events it still held."""
         rt = _runtime(ctx)
         return pull.acknowledge(rt.sessions, _account(rt, session_id), batch_id)
 
-    @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=BatchResult, _operation_name="getBatchAgain",
+    @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=BatchResult,
          _in_arg_names={"session_id": "sessionId", "batch_id": "batchId"})
-    def get_batch_again(ctx: Any, session_id: str, batch_id: str) -> None:
+    def getBatchAgain(ctx: Any, session_id: str, batch_id: str) -> None:
         """The events of an earlier batch, within the recovery window (after a client crashed)."""
         rt = _runtime(ctx)
         batch = pull.batch_again(rt.sessions, _account(rt, session_id), batch_id,
@@ -132,12 +139,22 @@ class EventsService(ServiceBase):
         _answer(ctx)(batch)
 
 
+class _Soap11(Soap11):  # type: ignore[misc]
+    """Spyne's SOAP 1.1, refusing documents with a DTD (its parser never expands entities or fetches anything)."""
+
+    def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
+        super().create_in_document(ctx, charset)
+        root, _ = ctx.in_document
+        if root.getroottree().docinfo.doctype:
+            raise Fault("Client.XMLSyntaxError", "a document type declaration (DOCTYPE) is not allowed")
+
+
 class EventsApplication(Application):  # type: ignore[misc]
     """The Spyne application, holding the Runtime its methods work with (they run outside Flask)."""
 
     def __init__(self, runtime: Runtime | None) -> None:
         super().__init__([EventsService], tns=TNS, name="Events",
-                         in_protocol=Soap11(validator="soft"), out_protocol=Soap11())
+                         in_protocol=_Soap11(validator="soft"), out_protocol=Soap11())
         self.runtime = runtime
 
 

@@ -1,0 +1,158 @@
+"""REST management of webhooks, routes and notices: /api/v1/webhooks, /api/v1/routes, /api/v1/notifications."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from gateway import events as model
+from gateway import routing, webhooks
+from gateway.api.auth import current_account, runtime
+from gateway.errors import Problem, ValidationError
+
+blueprint = Blueprint("webhooks", __name__)
+
+
+def _body() -> dict[str, Any]:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise ValidationError("must be a JSON object", "body")
+    return payload
+
+
+def _flag(name: str) -> bool:
+    value = request.args.get(name, "false").strip().lower()
+    if value not in ("1", "0", "true", "false", "yes", "no"):
+        raise ValidationError(f"{value!r} is not true or false", name)
+    return value in ("1", "true", "yes")
+
+
+def _time(name: str) -> Any:
+    value = request.args.get(name)
+    if not value:
+        raise ValidationError("is required", name)
+    try:
+        return model.parse_time(value)
+    except ValueError as exc:
+        raise ValidationError([Problem(None, name, str(exc))]) from None
+
+
+@blueprint.post("/api/v1/webhooks")
+def create() -> tuple[Response, int]:
+    """Create a webhook; with `verify: true`, refuse a URL that does not answer 2xx to a test event."""
+    account_id = current_account()
+    rt = runtime()
+    payload = _body()
+    with rt.sessions.begin() as session:
+        destination = webhooks.create(session, account_id, payload)
+        if payload.get("verify"):
+            outcome = webhooks.probe(destination, rt.settings)
+            if not outcome["ok"]:
+                session.rollback()
+                raise ValidationError(f"the URL did not accept a test event: {outcome['error']}", "url")
+        return jsonify(webhooks.view(session, destination, with_secret=True)), 201
+
+
+@blueprint.get("/api/v1/webhooks")
+def list_all() -> Response:
+    """The caller's webhooks, filtered by `app` and `event`."""
+    account_id = current_account()
+    with runtime().sessions() as session:
+        found = webhooks.list_webhooks(session, account_id, request.args.get("app"), request.args.get("event"))
+        return jsonify({"webhooks": [webhooks.view(session, d) for d in found]})
+
+
+@blueprint.get("/api/v1/webhooks/<int:webhook_id>")
+def show(webhook_id: int) -> Response:
+    """One webhook."""
+    account_id = current_account()
+    with runtime().sessions() as session:
+        return jsonify(webhooks.view(session, webhooks.get(session, account_id, webhook_id)))
+
+
+@blueprint.put("/api/v1/webhooks/<int:webhook_id>")
+def change(webhook_id: int) -> Response:
+    """Change a webhook without deactivating it."""
+    account_id = current_account()
+    with runtime().sessions.begin() as session:
+        destination = webhooks.update_webhook(session, account_id, webhook_id, _body())
+        return jsonify(webhooks.view(session, destination))
+
+
+@blueprint.delete("/api/v1/webhooks/<int:webhook_id>")
+def remove(webhook_id: int) -> tuple[str, int]:
+    """Delete a webhook."""
+    account_id = current_account()
+    with runtime().sessions.begin() as session:
+        webhooks.delete_webhook(session, account_id, webhook_id)
+    return "", 204
+
+
+@blueprint.post("/api/v1/webhooks/<int:webhook_id>/verify")
+def verify(webhook_id: int) -> Response:
+    """Send a test event and report what the endpoint answered."""
+    account_id = current_account()
+    rt = runtime()
+    with rt.sessions() as session:
+        return jsonify(webhooks.verify(session, account_id, webhook_id, rt.settings))
+
+
+@blueprint.post("/api/v1/webhooks/<int:webhook_id>/activate")
+def activate(webhook_id: int) -> Response:
+    """Activate; `replay=true` delivers what accumulated while deactivated, otherwise it is dropped."""
+    account_id = current_account()
+    replay = _flag("replay")
+    with runtime().sessions.begin() as session:
+        return jsonify(webhooks.activate(session, account_id, webhook_id, replay))
+
+
+@blueprint.post("/api/v1/webhooks/<int:webhook_id>/replay")
+def replay(webhook_id: int) -> Response:
+    """Deliver again every event of the webhook's types that occurred in [since, until)."""
+    account_id = current_account()
+    since, until = _time("since"), _time("until")
+    with runtime().sessions.begin() as session:
+        return jsonify({"id": webhook_id, "queued": webhooks.replay(session, account_id, webhook_id, since, until)})
+
+
+@blueprint.get("/api/v1/webhooks/<int:webhook_id>/attempts")
+def attempt_log(webhook_id: int) -> Response:
+    """The webhook's recent delivery attempts, newest first."""
+    account_id = current_account()
+    limit = request.args.get("limit", "100")
+    if not limit.isdigit():
+        raise ValidationError("must be a whole number", "limit")
+    with runtime().sessions() as session:
+        return jsonify({"attempts": webhooks.attempts(session, account_id, webhook_id, int(limit))})
+
+
+@blueprint.get("/api/v1/routes")
+def routes() -> Response:
+    """Every event type with the destinations it goes to."""
+    account_id = current_account()
+    with runtime().sessions() as session:
+        return jsonify({"routes": routing.routes_table(session, account_id)})
+
+
+@blueprint.put("/api/v1/routes/<event_type>")
+def set_route(event_type: str) -> Response:
+    """Route one type to exactly the given destinations: `{"destinations": [id, ...]}`."""
+    account_id = current_account()
+    try:
+        etype = model.normalize_type(event_type)
+    except ValueError as exc:
+        raise ValidationError(str(exc), "type") from None
+    ids = _body().get("destinations")
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValidationError("must be a list of destination ids", "destinations")
+    with runtime().sessions.begin() as session:
+        routing.set_route(session, account_id, etype, ids)
+        return jsonify({"type": etype, "destinations": routing.routes_table(session, account_id)[etype]})
+
+
+@blueprint.get("/api/v1/notifications")
+def notifications() -> Response:
+    """Operational notices for the account (a webhook deactivated, say), newest first."""
+    account_id = current_account()
+    with runtime().sessions() as session:
+        return jsonify({"notifications": webhooks.notices(session, account_id)})

@@ -1,0 +1,263 @@
+"""Webhook management: create, list, change, verify, activate (with replay), replay a window, delete.
+
+A webhook is an ``http`` destination of the account plus the routes of its event types.
+Every function works inside the caller's transaction and only on the caller's account.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from gateway import events as model
+from gateway import routing
+from gateway.config import Settings
+from gateway.destinations import sink_for
+from gateway.errors import DeliveryError, NotFound, Problem, ValidationError
+from gateway.store.models import Attempt, Destination, Event, Notice, QueueItem, utcnow
+from sinks.http import FORMATS, generate_secret, parse_secret
+
+MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 60.0
+
+
+def _problem(field: str, message: str) -> ValidationError:
+    return ValidationError([Problem(None, field, message)])
+
+
+def _check_url(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _problem("url", "is required")
+    try:
+        return model.check_url(value)
+    except ValueError as exc:
+        raise _problem("url", str(exc)) from None
+
+
+def _check_events(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise _problem("events", "must be a non-empty list of event types")
+    try:
+        return model.parse_types(value)
+    except ValueError as exc:
+        raise _problem("events", str(exc)) from None
+
+
+def _check_settings(payload: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge and validate the http settings a request gives over the current ones."""
+    settings = dict(current)
+    if "url" in payload or "url" not in settings:
+        settings["url"] = _check_url(payload.get("url"))
+    if "format" in payload:
+        if payload["format"] not in FORMATS:
+            raise _problem("format", f"{payload['format']!r} is not one of {', '.join(FORMATS)}")
+        settings["format"] = payload["format"]
+    settings.setdefault("format", "json")
+    if "secret" in payload:
+        secret = payload["secret"]
+        try:
+            parse_secret(secret if isinstance(secret, str) else "")
+        except ValueError as exc:
+            raise _problem("secret", str(exc)) from None
+        # The previous secret keeps signing too during rotation, until the next change.
+        settings["secrets"] = [secret] + [s for s in settings.get("secrets", [])[:1] if s != secret]
+    settings.setdefault("secrets", [generate_secret()])
+    if "headers" in payload:
+        headers = payload["headers"] or {}
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise _problem("headers", "must be an object of header names to string values")
+        settings["headers"] = headers
+    if "basic_auth" in payload:
+        auth = payload["basic_auth"]
+        if auth is not None and not (isinstance(auth, dict) and isinstance(auth.get("username"), str)
+                                     and isinstance(auth.get("password"), str)):
+            raise _problem("basic_auth", "must be {\"username\": ..., \"password\": ...} or null")
+        settings["basic_auth"] = [auth["username"], auth["password"]] if auth else None
+    for key, low, high in (("batch_max_events", 1, 10_000), ("interval_seconds", 0, 86_400),
+                           ("batch_max_wait_seconds", 0, 86_400), ("timeout_seconds", MIN_TIMEOUT, MAX_TIMEOUT)):
+        if key in payload:
+            value = payload[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise _problem(key, f"must be a number from {low:g} to {high:g}")
+            settings[key] = value
+    if "verify_tls" in payload:
+        settings["verify_tls"] = bool(payload["verify_tls"])
+    try:
+        sink_for(Destination(kind="http", settings=settings), Settings()).close()
+    except ValueError as exc:
+        raise _problem("headers" if "header" in str(exc) else "url", str(exc)) from None
+    return settings
+
+
+def view(session: Session, destination: Destination, *, with_secret: bool = False) -> dict[str, Any]:
+    """A webhook as the API shows it (the secret only when just created or asked for)."""
+    options = destination.settings
+    shown: dict[str, Any] = {
+        "id": destination.id, "url": options["url"], "events": routing.types_of(session, destination.id),
+        "format": options.get("format", "json"), "app": destination.app, "active": destination.active,
+        "deactivated_at": model.iso(destination.deactivated_at),
+        "failing_since": model.iso(destination.failing_since),
+        "headers": options.get("headers") or {},
+        "basic_auth": bool(options.get("basic_auth")),
+        "batch_max_events": options.get("batch_max_events", 500),
+        "interval_seconds": options.get("interval_seconds", 0),
+        "created_at": model.iso(destination.created_at),
+    }
+    if with_secret:
+        shown["secret"] = options["secrets"][0]
+    return shown
+
+
+def get(session: Session, account_id: int, webhook_id: int) -> Destination:
+    """The caller's webhook with this id; NotFound for any other (including other accounts')."""
+    destination = session.get(Destination, webhook_id)
+    if destination is None or destination.account_id != account_id or destination.kind != "http":
+        raise NotFound("webhook", webhook_id)
+    return destination
+
+
+def create(session: Session, account_id: int, payload: Mapping[str, Any]) -> Destination:
+    """Create a webhook and route its event types to it (taking them out of the pull queue's defaults)."""
+    types = _check_events(payload.get("events"))
+    settings = _check_settings(payload, {})
+    app = payload.get("app")
+    if app is not None and not isinstance(app, str):
+        raise _problem("app", "must be a string")
+    destination = Destination(account_id=account_id, kind="http", name=settings["url"][:200], app=app,
+                              settings=settings)
+    session.add(destination)
+    session.flush()
+    routing.add_routes(session, account_id, destination.id, types)
+    return destination
+
+
+def update_webhook(session: Session, account_id: int, webhook_id: int, payload: Mapping[str, Any]) -> Destination:
+    """Change a webhook's URL, types, format, secret or options without deactivating it."""
+    destination = get(session, account_id, webhook_id)
+    destination.settings = _check_settings(payload, destination.settings)
+    destination.name = destination.settings["url"][:200]
+    if "app" in payload:
+        destination.app = payload["app"]
+    if "events" in payload:
+        types = _check_events(payload["events"])
+        routing.remove_routes(session, account_id, webhook_id,
+                              [t for t in routing.types_of(session, webhook_id) if t not in types])
+        routing.add_routes(session, account_id, webhook_id, types)
+    destination.updated_at = utcnow()
+    return destination
+
+
+def list_webhooks(session: Session, account_id: int, app: str | None = None, event: str | None = None
+                  ) -> list[Destination]:
+    """The caller's webhooks, optionally only those of an app or receiving an event type."""
+    query = select(Destination).where(Destination.account_id == account_id, Destination.kind == "http")
+    if app is not None:
+        query = query.where(Destination.app == app)
+    found = list(session.scalars(query.order_by(Destination.id)))
+    if event is not None:
+        try:
+            wanted = model.normalize_type(event)
+        except ValueError as exc:
+            raise _problem("event", str(exc)) from None
+        found = [d for d in found if wanted in routing.types_of(session, d.id)]
+    return found
+
+
+def delete_webhook(session: Session, account_id: int, webhook_id: int) -> None:
+    """Delete a webhook; its types go back to the pull queue if nothing else receives them."""
+    destination = get(session, account_id, webhook_id)
+    routing.remove_routes(session, account_id, webhook_id)
+    session.delete(destination)
+    session.flush()
+
+
+def verify(session: Session, account_id: int, webhook_id: int, settings: Settings) -> dict[str, Any]:
+    """Send a test event to the webhook now and report what it answered."""
+    destination = get(session, account_id, webhook_id)
+    return probe(destination, settings)
+
+
+def probe(destination: Destination, settings: Settings) -> dict[str, Any]:
+    """Deliver one test event through the destination's sink; ok is whether it answered 2xx."""
+    now = utcnow()
+    sample: model.Event = {
+        "id": f"test-{int(now.timestamp())}", "type": "OPEN", "occurred_at": now,
+        "email": "test@example.com", "message_id": "test", "message_name": "eventgw test event",
+        "data": {"test": True},
+    }
+    sink = sink_for(destination, settings)
+    try:
+        receipt = sink.deliver(f"msg_test_{int(now.timestamp() * 1000)}", [sample])
+        return {"ok": True, "status": receipt.status, "answer": receipt.excerpt, "error": None}
+    except DeliveryError as exc:
+        return {"ok": False, "status": exc.status, "answer": exc.excerpt, "error": str(exc)}
+    finally:
+        if hasattr(sink, "close"):
+            sink.close()
+
+
+def activate(session: Session, account_id: int, webhook_id: int, replay: bool) -> dict[str, Any]:
+    """Activate a (deactivated) webhook; with ``replay`` what accumulated is delivered, else dropped."""
+    destination = get(session, account_id, webhook_id)
+    now = utcnow()
+    dropped = 0
+    pending = select(func.count()).select_from(QueueItem).where(
+        QueueItem.destination_id == webhook_id, QueueItem.state != "done")
+    if replay:
+        session.execute(update(QueueItem).where(QueueItem.destination_id == webhook_id, QueueItem.state != "done")
+                        .values(state="ready", due_at=now, attempts=0), execution_options={"synchronize_session": False})
+    elif not destination.active:
+        dropped = int(session.scalar(pending) or 0)
+        session.execute(update(QueueItem).where(QueueItem.destination_id == webhook_id, QueueItem.state != "done")
+                        .values(state="done", done_at=now), execution_options={"synchronize_session": False})
+    destination.active = True
+    destination.deactivated_at = None
+    destination.failing_since = None
+    destination.consecutive_failures = 0
+    session.add(Notice(account_id=account_id, destination_id=webhook_id, kind="activated",
+                       message=f"webhook #{webhook_id} activated" + (" with replay" if replay else "")
+                       + (f"; {dropped} accumulated events dropped" if dropped else "")))
+    return {"id": webhook_id, "active": True, "queued": int(session.scalar(pending) or 0), "dropped": dropped}
+
+
+def replay(session: Session, account_id: int, webhook_id: int, since: datetime, until: datetime) -> int:
+    """Queue again every event of the webhook's types that occurred in [since, until); returns how many."""
+    if since >= until:
+        raise _problem("since", "must be before until")
+    get(session, account_id, webhook_id)
+    now = utcnow()
+    types = routing.types_of(session, webhook_id)
+    window = and_(Event.account_id == account_id, Event.type.in_(types), Event.occurred_at >= since,
+                  Event.occurred_at < until)
+    existing = session.execute(
+        update(QueueItem)
+        .where(QueueItem.destination_id == webhook_id,
+               QueueItem.event_id.in_(select(Event.id).where(window)))
+        .values(state="ready", due_at=now, lease_id=None, attempts=0),
+        execution_options={"synchronize_session": False},
+    ).rowcount  # type: ignore[attr-defined]
+    missing = select(Event.id, Event.type).where(window, ~exists().where(
+        QueueItem.destination_id == webhook_id, QueueItem.event_id == Event.id))
+    rows = [{"destination_id": webhook_id, "event_id": event_id, "event_type": etype, "state": "ready",
+             "due_at": now, "attempts": 0} for event_id, etype in session.execute(missing)]
+    if rows:
+        session.execute(QueueItem.__table__.insert(), rows)  # type: ignore[attr-defined]
+    return int(existing or 0) + len(rows)
+
+
+def attempts(session: Session, account_id: int, webhook_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    """The webhook's most recent delivery attempts, newest first."""
+    get(session, account_id, webhook_id)
+    rows = session.scalars(select(Attempt).where(Attempt.destination_id == webhook_id)
+                           .order_by(Attempt.id.desc()).limit(max(1, min(limit, 1000))))
+    return [{"message_id": a.message_id, "started_at": model.iso(a.started_at), "duration_ms": a.duration_ms,
+             "events": a.event_count, "outcome": a.outcome, "status": a.status, "detail": a.detail} for a in rows]
+
+
+def notices(session: Session, account_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    """The account's operational notices (deactivations, activations), newest first."""
+    rows = session.scalars(select(Notice).where(Notice.account_id == account_id)
+                           .order_by(Notice.id.desc()).limit(max(1, min(limit, 1000))))
+    return [{"id": n.id, "created_at": model.iso(n.created_at), "kind": n.kind, "destination_id": n.destination_id,
+             "message": n.message} for n in rows]
