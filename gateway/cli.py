@@ -183,3 +183,26 @@ def stats(ctx: click.Context, account_name: str, as_json: bool) -> None:
     for ident, item in figures["pending"].items():
         state = "" if item["active"] else " (deactivated)"
         click.echo(f"  #{ident} {item['kind']:<6}{item['name']:<24}{item['pending']:>10}{state}")
+
+
+@main.command()
+@click.option("--url", required=True, help="The gateway's base URL, e.g. http://127.0.0.1:8080.")
+@click.option("--account", "account_name", required=True, help="The account to pull for.")
+@click.option("--password", envvar="EVENTGW_PASSWORD", prompt=True, hide_input=True,
+              help="The account's password (default: $EVENTGW_PASSWORD, else asked for).")
+@click.option("--types", default="", help="Event types, comma-separated (default: every type).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The CSV file; appended to if it exists (the header goes only into a new file).")
+@click.option("--max", "limit", type=int, default=10_000, show_default=True, help="Events per batch.")
+@click.option("--peek", is_flag=True, help="Write one batch and change nothing on the gateway.")
+def pull(url: str, account_name: str, password: str, types: str, out: Path, limit: int, peek: bool) -> None:
+    """Pull waiting events over the typed SOAP service into a CSV file until none are left.
+
+    Each batch is leased, written and synced to disk, then acknowledged, so a crash loses
+    nothing: unacknowledged events come back when their lease runs out.
+    """
+    from gateway.pull_client import EventsClient, pull_to_csv
+
+    wanted = [name for name in types.split(",") if name.strip()]
+    summary = pull_to_csv(EventsClient(url), account_name, password, wanted, out, limit=limit, peek=peek)
+    click.echo(f"{summary.events} events in {summary.batches} batches written to {out}")

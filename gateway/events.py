@@ -109,6 +109,7 @@ Event = dict[str, Any]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9]{5,20}$")
+_UNIX = re.compile(r"\d{9,11}(\.\d+)?")
 _PHONE_SEPARATORS = str.maketrans("", "", " -().")
 
 
@@ -153,10 +154,10 @@ def parse_time(value: object) -> datetime:
         return _from_unix(value)
     elif isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
+        if _UNIX.fullmatch(text):
             return _from_unix(float(text))
         try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            parsed = datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"{value!r} is not an ISO 8601 time or Unix seconds") from None
     else:
@@ -218,9 +219,17 @@ def _check_phone(field: Field, value: object) -> str:
     return text
 
 
+_FLAT = (str, int, bool, type(None))
+
+
 def _check_object(field: Field, value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("must be a JSON object")
+    if all(type(k) is str and type(v) in _FLAT for k, v in value.items()):
+        # The common case, a flat object of strings and numbers, is measured without encoding it.
+        size = sum(len(k) + (len(v) if type(v) is str else 8) + 6 for k, v in value.items())
+        if size * 6 <= MAX_DATA_BYTES:  # even if every character needed a \uXXXX escape
+            return value
     try:
         # PostgreSQL's JSON refuses NaN and Infinity, which Python's json reads and writes.
         size = len(json.dumps(value, default=str, allow_nan=False))

@@ -5,17 +5,18 @@ import csv
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import events as model
 from gateway.errors import Problem, TooLarge, ValidationError
 from gateway.store.models import Event as EventRow
-from gateway.store.models import QueueItem, Route, utcnow
+from gateway.store.models import QueueItem, Route, sqlite_time, utcnow
 
 MAX_PROBLEMS = 100
 FILE_CHUNK = 5000
@@ -45,23 +46,55 @@ class FileResult:
     problems: list[Problem]
 
 
-def _row(account_id: int, event: model.Event, received_at: Any) -> dict[str, Any]:
-    row = {name: event.get(name) for name in _COLUMNS}
-    row["uid"] = event["id"]
-    row["account_id"] = account_id
-    row["received_at"] = received_at
-    return row
-
-
-def _insert(session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+def _insert_postgresql(session: Session, account_id: int, events: list[model.Event], now: datetime
+                       ) -> list[tuple[int, str]]:
+    rows = [{**{name: event.get(name) for name in _COLUMNS}, "uid": event["id"], "account_id": account_id,
+             "received_at": now} for event in events]
     statement = (
-        insert(_EVENTS)
+        postgresql.insert(_EVENTS)
         .on_conflict_do_nothing(index_elements=["account_id", "uid"])
         .returning(_EVENTS.c.id, _EVENTS.c.type)
     )
     return [(row[0], row[1]) for row in session.execute(statement, rows)]
+
+
+# SQLite is the embedded default and ingest its hottest path: rows go to the driver as
+# plain tuples, converted the same way the column types would convert them, because
+# SQLAlchemy's per-row parameter processing costs more than the insert itself.
+_SQLITE_EVENT_COLUMNS = ("account_id", "uid", "received_at", *_COLUMNS)
+_SQLITE_INSERT_EVENTS = (f"INSERT OR IGNORE INTO events ({', '.join(_SQLITE_EVENT_COLUMNS)}) "
+                         f"VALUES ({', '.join('?' * len(_SQLITE_EVENT_COLUMNS))})")
+_SQLITE_QUEUE_ADDED = (
+    "INSERT INTO queue (destination_id, event_id, event_type, state, due_at, attempts) "
+    "SELECT routes.destination_id, events.id, events.type, 'ready', ?, 0 FROM events "
+    "JOIN routes ON routes.account_id = events.account_id AND routes.event_type = events.type "
+    "WHERE events.id > ?"
+)
+_TIME_POSITIONS = tuple(i for i, name in enumerate(_COLUMNS) if name in model.TIME_FIELDS)
+_DATA_POSITION = _COLUMNS.index("data")
+
+
+def _sqlite_row(account_id: int, received: str, event: model.Event) -> tuple[Any, ...]:
+    values = [event.get(name) for name in _COLUMNS]
+    for position in _TIME_POSITIONS:
+        if values[position] is not None:
+            values[position] = sqlite_time(values[position])
+    if values[_DATA_POSITION] is not None:
+        values[_DATA_POSITION] = json.dumps(values[_DATA_POSITION])
+    return (account_id, event["id"], received, *values)
+
+
+def _store_sqlite(session: Session, account_id: int, events: list[model.Event], now: datetime) -> int:
+    """Insert new events and their queue rows with two statements; returns how many were new."""
+    received = sqlite_time(now)
+    rows = [_sqlite_row(account_id, received, event) for event in events]
+    # Every SQLite transaction holds the write lock from its start (BEGIN IMMEDIATE), so
+    # the ids above the highest one seen here are exactly the rows this insert adds.
+    before = session.execute(select(func.coalesce(func.max(_EVENTS.c.id), 0))).scalar_one()
+    connection = session.connection()
+    added = connection.exec_driver_sql(_SQLITE_INSERT_EVENTS, rows).rowcount
+    connection.exec_driver_sql(_SQLITE_QUEUE_ADDED, (received, before))
+    return int(added)
 
 
 def routes_of(session: Session, account_id: int) -> dict[str, list[int]]:
@@ -84,19 +117,19 @@ def store_events(session: Session, account_id: int, events: Sequence[model.Event
         return IngestResult(0, 0)
     now = utcnow()
     seen: set[str] = set()
-    rows = []
+    unique = []
     for event in events:
         if event["id"] not in seen:
             seen.add(event["id"])
-            rows.append(_row(account_id, event, now))
-    inserted = _insert(session, rows)
+            unique.append(event)
+    if session.get_bind().dialect.name != "postgresql":
+        added = _store_sqlite(session, account_id, unique, now)
+        return IngestResult(added, len(events) - added)
+    inserted = _insert_postgresql(session, account_id, unique, now)
     routes = routes_of(session, account_id)
-    queue = [
-        {"destination_id": destination_id, "event_id": event_id, "event_type": etype,
-         "state": "ready", "due_at": now, "attempts": 0}
-        for event_id, etype in inserted
-        for destination_id in routes.get(etype, ())
-    ]
+    queue = [{"destination_id": destination_id, "event_id": event_id, "event_type": etype, "state": "ready",
+              "due_at": now, "attempts": 0}
+             for event_id, etype in inserted for destination_id in routes.get(etype, ())]
     if queue:
         session.execute(_QUEUE.insert(), queue)
     return IngestResult(len(inserted), len(events) - len(inserted))
@@ -108,6 +141,7 @@ def parse_body(body: bytes, content_type: str, max_events: int) -> list[Mapping[
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValidationError(f"is not UTF-8 text (byte {exc.start})", "body") from None
+    # Deeply nested JSON makes json.loads raise RecursionError, not ValueError; both are invalid input.
     stripped = text.lstrip()
     if not stripped:
         raise ValidationError("the body is empty; send a JSON array of events or NDJSON", "body")
@@ -118,14 +152,14 @@ def parse_body(body: bytes, content_type: str, max_events: int) -> list[Mapping[
                 continue
             try:
                 raws.append(json.loads(line))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise ValidationError([Problem(f"line {number}", None, f"invalid JSON: {exc}")]) from None
             if len(raws) > max_events:
                 break
     else:
         try:
             raws = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ValidationError([Problem(None, "body", f"invalid JSON: {exc}")]) from None
         if not isinstance(raws, list):
             raise ValidationError("must be a JSON array of events", "body")
@@ -165,7 +199,7 @@ def read_records(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, Mapping[
             continue
         try:
             yield number, json.loads(line), ""
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             yield number, None, f"invalid JSON: {exc}"
 
 

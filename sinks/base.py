@@ -4,8 +4,9 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from gateway.errors import DeliveryError
 from gateway.events import Event

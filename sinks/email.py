@@ -9,11 +9,11 @@ import re
 import smtplib
 import ssl
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Sequence
 
 from gateway import events as ev
 from gateway.errors import DeliveryError

@@ -12,10 +12,11 @@ import secrets
 import socket
 import ssl
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
@@ -43,7 +44,10 @@ _FTP_HINTS = {
 
 @dataclass(frozen=True, kw_only=True)
 class FileTarget:
-    """Where files go. ``known_hosts`` holds OpenSSH known_hosts lines for SFTP; ``port`` None is the protocol's default."""
+    """Where files go.
+
+    ``known_hosts`` holds OpenSSH known_hosts lines (SFTP); ``port`` None means the protocol's default.
+    """
 
     protocol: str
     host: str
@@ -69,7 +73,8 @@ class FileTarget:
 
     def url(self, name: str) -> str:
         """Where ``name`` ends up, for receipts and logs (no password)."""
-        return f"{self.protocol}://{self.username}@{self.address}/{posixpath.join(self.remote_dir, name).lstrip('/')}"
+        path = posixpath.normpath(posixpath.join(self.remote_dir, name)).lstrip("/")
+        return f"{self.protocol}://{self.username}@{self.address}/{path}"
 
 
 class Uploader(Protocol):
@@ -352,4 +357,6 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
             raise ValueError("the private key is encrypted; set its passphrase") from None
         except (paramiko.SSHException, ValueError):
             continue
-    raise ValueError("the private key is not an Ed25519, ECDSA or RSA key in OpenSSH or PEM form, or its passphrase is wrong")
+    raise ValueError(
+        "the private key is not an Ed25519, ECDSA or RSA key in OpenSSH or PEM form, or its passphrase is wrong"
+    )

@@ -26,9 +26,9 @@ import http.client
 import json
 import secrets as random_source
 import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Mapping, Sequence
 from urllib.parse import urlencode
 
 import urllib3
@@ -213,7 +213,7 @@ class HttpSink:
         shown = excerpt(answer)
         if 300 <= status < 400:
             target = response.headers.get("Location", "(no Location)")
-            message = f"HTTP {status} from {self.url}: redirected to {target}; redirects are not followed, update the URL"
+            message = f"HTTP {status} from {self.url}: redirected to {target} (not followed; update the URL)"
         else:
             message = f"HTTP {status} from {self.url}" + (f": {shown}" if shown else "")
         retry_after = None

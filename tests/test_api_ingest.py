@@ -240,3 +240,22 @@ def test_healthz(live_server: LiveServer) -> None:
     response = requests.get(f"{live_server.url}/healthz", timeout=TIMEOUT)
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+def test_two_servers_never_mix_up_accounts(
+    live_server: LiveServer, other_account: NewAccount, tmp_path: Path
+) -> None:
+    # Here globex is the first account; on the second server it is the second, after acme.
+    assert post(live_server, [raw("e1")], auth=("globex", PASSWORD)).json() == {"accepted": 1, "duplicates": 0}
+    second_runtime = make_runtime(f"sqlite:///{tmp_path / 'second.db'}", tmp_path)
+    with second_runtime.sessions.begin() as session:
+        create_account(session, "acme", PASSWORD)
+        create_account(session, "globex", PASSWORD)
+    second = LiveServer(second_runtime)
+    try:
+        assert post(second, [raw("e1")], auth=("globex", PASSWORD)).json() == {"accepted": 1, "duplicates": 0}
+        assert stats(second, ("globex", PASSWORD))["events"] == {"OPEN": 1}
+        assert stats(second, ("acme", PASSWORD))["events"] == {}
+    finally:
+        second.close()
+        second_runtime.close()

@@ -12,9 +12,10 @@ from gateway.errors import AuthError
 from gateway.runtime import Runtime
 
 # Checking a password costs a deliberate ~50 ms of scrypt; a caller that sends the same
-# right credentials with every request is remembered for a minute instead.
+# right credentials with every request is remembered for a minute instead. The memory
+# belongs to the app, so two apps over different stores never share an account id.
 _CACHE_SECONDS = 60.0
-_cache: dict[str, tuple[int, float]] = {}
+_CACHE_KEY = "eventgw.password_cache"
 _lock = threading.Lock()
 
 
@@ -37,13 +38,14 @@ def current_account() -> int:
         token = hashlib.sha256(f"{name}\0{password}".encode()).hexdigest()
         now = time.monotonic()
         with _lock:
-            hit = _cache.get(token)
+            cache: dict[str, tuple[int, float]] = current_app.extensions.setdefault(_CACHE_KEY, {})
+            hit = cache.get(token)
         if hit and hit[1] > now:
             return hit[0]
         account_id = check_password(rt.sessions, name, password,
                                     failure_limit=rt.settings.login_failure_limit,
                                     lockout_seconds=rt.settings.login_lockout_seconds)
         with _lock:
-            _cache[token] = (account_id, now + _CACHE_SECONDS)
+            cache[token] = (account_id, now + _CACHE_SECONDS)
         return account_id
     raise AuthError("unsupported Authorization header; use Basic or Bearer")

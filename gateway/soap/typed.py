@@ -19,8 +19,9 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from lxml import etree
 from spyne import Application, ComplexModel, Fault, ServiceBase, rpc
