@@ -182,7 +182,7 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=self.settings.dispatch_concurrency,
                                         thread_name_prefix="dispatch")
         self._busy: dict[int, Future[None]] = {}
-        self._sinks: dict[int, tuple[datetime, Any]] = {}
+        self._sinks: dict[int, tuple[dict[str, Any], Any]] = {}
         self._stop = threading.Event()
         self._on_deactivate = on_deactivate
 
@@ -227,11 +227,13 @@ class Dispatcher:
         return started
 
     def _sink(self, destination: Destination) -> Any:
+        # Keyed on the settings the sink is built from, not on updated_at, which every
+        # settled attempt bumps: the sink and its kept-alive connections outlive batches.
         cached = self._sinks.get(destination.id)
-        if cached is None or cached[0] != destination.updated_at:
+        if cached is None or cached[0] != destination.settings:
             if cached is not None and hasattr(cached[1], "close"):
                 cached[1].close()
-            cached = (destination.updated_at, sink_for(destination, self.settings))
+            cached = (dict(destination.settings), sink_for(destination, self.settings))
             self._sinks[destination.id] = cached
         return cached[1]
 

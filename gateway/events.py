@@ -240,13 +240,20 @@ def _check_object(field: Field, value: object) -> dict[str, Any]:
     return value
 
 
+def _check_time(field: Field, value: object) -> datetime:
+    return parse_time(value)
+
+
 _CHECKS: dict[str, Callable[[Field, object], Any]] = {
     "text": _check_text,
-    "time": lambda field, value: parse_time(value),
+    "time": _check_time,
     "url": _check_url,
     "email": _check_email,
     "phone": _check_phone,
     "object": _check_object,
+}
+_VALIDATORS: dict[str, tuple[Field, Callable[[Field, object], Any]]] = {
+    field.name: (field, _CHECKS[field.kind]) for field in FIELDS if field.name != "type"
 }
 
 
@@ -260,23 +267,43 @@ def validate(raw: Mapping[str, Any], record: int | str) -> tuple[Event | None, l
     problems: list[Problem] = []
     event: Event = {}
     extra: dict[str, Any] = {}
+    etype: str | None = None
     try:
-        event["type"] = normalize_type(raw.get("type"))
+        etype = event["type"] = normalize_type(raw.get("type"))
     except ValueError as exc:
         problems.append(Problem(record, "type", str(exc) if raw.get("type") is not None else "is required"))
-    etype = event.get("type")
     for key, value in raw.items():
-        field = FIELDS_BY_NAME.get(key)
-        if field is None:
-            extra[key] = value
+        spec = _VALIDATORS.get(key)
+        if spec is None:
+            if key != "type":
+                extra[key] = value
             continue
-        if key == "type" or value is None or value == "":
+        if value is None or value == "":
             continue
+        field, check = spec
         if field.types is not None and etype is not None and etype not in field.types:
             extra[key] = value
             continue
+        # Fast paths for the common shapes (plain text, ISO time with a zone); anything
+        # else goes through the full check, which also words the error.
+        if check is _check_text and type(value) is str:
+            value = value.strip()
+            if len(value) <= field.max_len and "\x00" not in value:
+                event[key] = value
+                continue
+        elif check is _check_time and type(value) is str:
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is not None:
+                try:
+                    event[key] = parsed.astimezone(timezone.utc)
+                    continue
+                except OverflowError:
+                    pass
         try:
-            event[key] = _CHECKS[field.kind](field, value)
+            event[key] = check(field, value)
         except ValueError as exc:
             problems.append(Problem(record, key, str(exc)))
     if extra and not any(p.field == "data" for p in problems):
@@ -284,24 +311,29 @@ def validate(raw: Mapping[str, Any], record: int | str) -> tuple[Event | None, l
             event["data"] = _check_object(FIELDS_BY_NAME["data"], {**extra, **event.get("data", {})})
         except ValueError as exc:
             problems.append(Problem(record, "data", str(exc)))
-    for name in ("id", "occurred_at"):
-        if name not in event and not any(p.field == name for p in problems):
-            problems.append(Problem(record, name, "is required"))
+    if "id" not in event or "occurred_at" not in event:
+        problems.extend(Problem(record, name, "is required") for name in ("id", "occurred_at")
+                        if name not in event and not any(p.field == name for p in problems))
     if etype is not None:
-        problems.extend(_check_recipient(event, raw, etype, record))
+        missing = _missing_for_type(event, etype)
+        if missing:
+            problems.extend(Problem(record, name, f"is required for {etype}") for name in missing
+                            if not any(p.field == name for p in problems))
     return (None, problems) if problems else (event, [])
 
 
-def _check_recipient(event: Event, raw: Mapping[str, Any], etype: str, record: int | str) -> list[Problem]:
-    """The recipient (email, or phone for SMS types) and CLICK's url are required."""
-    wanted = [] if etype in CAMPAIGN_TYPES else ["phone" if etype in SMS_TYPES else "email"]
-    if etype == "CLICK":
-        wanted.append("url")
-    return [
-        Problem(record, name, f"is required for {etype}")
-        for name in wanted
-        if name not in event and raw.get(name) in (None, "")
-    ]
+def _missing_for_type(event: Event, etype: str) -> tuple[str, ...]:
+    """The fields this type needs that the event lacks: the recipient (email, or phone for
+    SMS types; none for campaign-level types) and CLICK's url."""
+    needed = _REQUIRED_BY_TYPE[etype]
+    return tuple(name for name in needed if name not in event) if needed else ()
+
+
+_REQUIRED_BY_TYPE: dict[str, tuple[str, ...]] = {
+    etype: (() if etype in CAMPAIGN_TYPES else ("phone",) if etype in SMS_TYPES else ("email",))
+    + (("url",) if etype == "CLICK" else ())
+    for etype in ALL_TYPES
+}
 
 
 def validate_all(raws: Iterable[Mapping[str, Any]], max_problems: int = 100) -> list[Event]:

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
@@ -80,7 +81,7 @@ def _sqlite_row(account_id: int, received: str, event: model.Event) -> tuple[Any
         if values[position] is not None:
             values[position] = sqlite_time(values[position])
     if values[_DATA_POSITION] is not None:
-        values[_DATA_POSITION] = json.dumps(values[_DATA_POSITION])
+        values[_DATA_POSITION] = orjson.dumps(values[_DATA_POSITION]).decode()
     return (account_id, event["id"], received, *values)
 
 
@@ -141,7 +142,7 @@ def parse_body(body: bytes, content_type: str, max_events: int) -> list[Mapping[
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValidationError(f"is not UTF-8 text (byte {exc.start})", "body") from None
-    # Deeply nested JSON makes json.loads raise RecursionError, not ValueError; both are invalid input.
+    # Deeply nested JSON makes a JSON parser raise RecursionError, not ValueError; both are invalid input.
     stripped = text.lstrip()
     if not stripped:
         raise ValidationError("the body is empty; send a JSON array of events or NDJSON", "body")
@@ -151,14 +152,14 @@ def parse_body(body: bytes, content_type: str, max_events: int) -> list[Mapping[
             if not line.strip():
                 continue
             try:
-                raws.append(json.loads(line))
+                raws.append(orjson.loads(line))
             except (ValueError, RecursionError) as exc:
                 raise ValidationError([Problem(f"line {number}", None, f"invalid JSON: {exc}")]) from None
             if len(raws) > max_events:
                 break
     else:
         try:
-            raws = json.loads(text)
+            raws = orjson.loads(text)
         except (ValueError, RecursionError) as exc:
             raise ValidationError([Problem(None, "body", f"invalid JSON: {exc}")]) from None
         if not isinstance(raws, list):
@@ -198,7 +199,7 @@ def read_records(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, Mapping[
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line), ""
+            yield number, orjson.loads(line), ""
         except (ValueError, RecursionError) as exc:
             yield number, None, f"invalid JSON: {exc}"
 
