@@ -115,10 +115,17 @@ def cli_file(directory: Path, lines: int) -> tuple[float, float]:
     gateway = str(Path(sys.executable).parent / "gateway")
     subprocess.run([gateway, "account", "create", "bench", "--password", "bench-password"], env=env, check=True,
                    capture_output=True)
+    # The child reports its own high-water RSS (VmHWM): ru_maxrss of a forked child
+    # would include the benchmark process it was forked from.
+    probe = ("import atexit, sys; from gateway.cli import main; atexit.register(lambda: print("
+             "open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)); "
+             f"sys.argv = ['gateway', 'ingest', {str(path)!r}, '--account', 'bench']; main()")
     started = time.perf_counter()
-    subprocess.run([gateway, "ingest", str(path), "--account", "bench"], env=env, check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if done.returncode:
+        raise SystemExit(f"gateway ingest failed: {done.stderr}")
+    peak_kb = int(done.stderr.strip().splitlines()[-1])
     return lines / elapsed, peak_kb / 1024
 
 
