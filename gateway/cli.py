@@ -15,7 +15,6 @@ from gateway.errors import GatewayError, ValidationError
 from gateway.runtime import Runtime, open_runtime
 
 
-
 class _Errors(click.Group):
     """A command group that turns gateway errors into a clear message and exit code 1."""
 
@@ -151,6 +150,8 @@ def ingest(ctx: click.Context, file: Path, account_name: str, fmt: str | None, s
         try:
             result = ingest_file(runtime.sessions, account_id, file, fmt=fmt, skip_invalid=skip_invalid,
                                  rejects=rejects_file, progress=bar.update)
+        except UnicodeDecodeError:
+            raise click.ClickException(f"{file} is not UTF-8 text; convert it (iconv -t UTF-8) and run again") from None
         finally:
             if rejects_file is not None:
                 rejects_file.close()

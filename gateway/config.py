@@ -52,6 +52,8 @@ class Settings:
     smtp_password: str = ""
     smtp_sender: str = "eventgw@localhost"
     smtp_verify_tls: bool = True
+    # A PEM file of CA certificates to trust for the SMTP server (default: the system's).
+    smtp_ca_file: str = ""
 
     @property
     def effective_database_url(self) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import events as model
@@ -27,9 +27,8 @@ from gateway.config import Settings
 from gateway.destinations import PUSH_KINDS, sink_for
 from gateway.errors import DeliveryError
 from gateway.runtime import Runtime
-from gateway.store.models import Attempt, Destination, Notice, QueueItem, utcnow
-from gateway.store.models import Event as EventRow
-from gateway.store.rows import EVENT_COLUMNS, to_event
+from gateway.store.models import PENDING, Attempt, Destination, Notice, QueueItem, utcnow
+from gateway.store.queue import due_rows, queued_events
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 600.0
@@ -53,20 +52,12 @@ def retry_delay(schedule: tuple[float, ...], attempts: int, retry_after: float |
     return base * random.uniform(0.9, 1.1)
 
 
-def _due_rows(destination_id: int, now: datetime) -> Any:
-    return (
-        select(QueueItem.id)
-        .where(QueueItem.destination_id == destination_id, QueueItem.state != "done", QueueItem.due_at <= now)
-        .order_by(QueueItem.id)
-    )
-
-
 def lease(session: Session, destination: Destination, now: datetime, lease_seconds: int) -> Lease | None:
     """Lease the destination's next batch: a retry keeps its rows and message id, else take fresh rows."""
     settings = destination.settings
     max_events = int(settings.get("batch_max_events", 500))
     skip_locked = session.get_bind().dialect.name == "postgresql"
-    oldest = _due_rows(destination.id, now).with_only_columns(QueueItem.lease_id).limit(1)
+    oldest = due_rows(destination.id, now).with_only_columns(QueueItem.lease_id).limit(1)
     if skip_locked:
         oldest = oldest.with_for_update(skip_locked=True)
     first = session.execute(oldest).first()
@@ -74,7 +65,7 @@ def lease(session: Session, destination: Destination, now: datetime, lease_secon
         return None
     retry_id = first[0]
     message_id = retry_id or "msg_" + secrets.token_urlsafe(18)
-    rows = _due_rows(destination.id, now).where(
+    rows = due_rows(destination.id, now).where(
         QueueItem.lease_id == retry_id if retry_id else QueueItem.lease_id.is_(None)
     ).limit(max_events)
     if skip_locked:
@@ -88,15 +79,10 @@ def lease(session: Session, destination: Destination, now: datetime, lease_secon
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return None
-    loaded = session.execute(
-        select(QueueItem.attempts, *EVENT_COLUMNS)
-        .join(EventRow, EventRow.id == QueueItem.event_id)
-        .where(QueueItem.destination_id == destination.id, QueueItem.lease_id == message_id,
-               QueueItem.state == "leased")
-        .order_by(QueueItem.id)
-    ).all()
-    return Lease(destination.id, message_id, [to_event(row[1:]) for row in loaded],
-                 max(row[0] for row in loaded) - 1 if loaded else 0)
+    held = and_(QueueItem.destination_id == destination.id, QueueItem.lease_id == message_id,
+                QueueItem.state == "leased")
+    attempts = session.scalar(select(func.max(QueueItem.attempts)).where(held)) or 1
+    return Lease(destination.id, message_id, queued_events(session, held), attempts - 1)
 
 
 def _record(session: Session, lease_: Lease, started: datetime, seconds: float, outcome: str,
@@ -120,7 +106,7 @@ def settle_success(session: Session, lease_: Lease, started: datetime, seconds: 
     )
     session.execute(
         update(Destination).where(Destination.id == lease_.destination_id)
-        .values(failing_since=None, consecutive_failures=0)
+        .values(failing_since=None, consecutive_failures=0, paused_until=None)
     )
     _record(session, lease_, started, seconds, "delivered", status, detail)
 
@@ -145,6 +131,7 @@ def settle_failure(session: Session, lease_: Lease, started: datetime, seconds: 
     )
     destination.failing_since = destination.failing_since or started
     destination.consecutive_failures += 1
+    destination.paused_until = now + timedelta(seconds=delay)
     detail = f"{error}" + (f" | answer: {error.excerpt}" if error.excerpt else "")
     _record(session, lease_, started, seconds, "failed", error.status, detail + f" | next try in {delay:.0f} s")
     limit = settings.deactivate_after_failures
@@ -187,11 +174,12 @@ class Dispatcher:
         self._on_deactivate = on_deactivate
 
     def due_destinations(self, session: Session, now: datetime) -> list[Destination]:
-        """Active push destinations with due work, fewest recent deliveries first."""
-        ids = select(QueueItem.destination_id).where(QueueItem.state != "done", QueueItem.due_at <= now).distinct()
+        """Active push destinations with due work."""
+        due = select(QueueItem.id).where(QueueItem.destination_id == Destination.id, PENDING,
+                                         QueueItem.due_at <= now).exists()
         destinations = session.scalars(
-            select(Destination).where(Destination.id.in_(ids), Destination.active.is_(True),
-                                      Destination.kind.in_(PUSH_KINDS))
+            select(Destination).where(Destination.active.is_(True), Destination.kind.in_(PUSH_KINDS), due,
+                                      or_(Destination.paused_until.is_(None), Destination.paused_until <= now))
         ).all()
         return [d for d in destinations if self._ready(session, d, now)]
 
@@ -208,7 +196,7 @@ class Dispatcher:
             oldest = session.scalar(select(func.min(QueueItem.due_at)).where(
                 QueueItem.destination_id == destination.id, QueueItem.state == "ready"))
             waiting = session.scalar(select(func.count()).select_from(
-                _due_rows(destination.id, now).limit(int(destination.settings.get("batch_max_events", 500))).subquery()))
+                due_rows(destination.id, now).limit(int(destination.settings.get("batch_max_events", 500))).subquery()))
             if oldest is not None and now - oldest < timedelta(seconds=wait) and \
                     (waiting or 0) < int(destination.settings.get("batch_max_events", 500)):
                 return False
@@ -222,7 +210,11 @@ class Dispatcher:
         with self.runtime.sessions() as session:
             destinations = [d for d in self.due_destinations(session, now) if d.id not in self._busy]
         for destination in destinations:
-            self._busy[destination.id] = self._pool.submit(self._deliver_one, destination.id)
+            try:
+                self._busy[destination.id] = self._pool.submit(self._deliver_one, destination.id)
+            except RuntimeError:  # the pool was shut down: stop() ran, or the interpreter is exiting
+                self._stop.set()
+                break
             started += 1
         return started
 

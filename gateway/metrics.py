@@ -9,7 +9,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.store.models import Destination, QueueItem, utcnow
+from gateway.store.models import PENDING, Destination, QueueItem, utcnow
 
 REGISTRY = CollectorRegistry()
 ATTEMPTS = Counter("eventgw_delivery_attempts", "Delivery attempts by outcome", ["outcome"], registry=REGISTRY)
@@ -32,7 +32,7 @@ class QueueCollector(Collector):
             rows = session.execute(
                 select(Destination.kind, func.count(), func.min(QueueItem.due_at))
                 .join(Destination, Destination.id == QueueItem.destination_id)
-                .where(QueueItem.state != "done")
+                .where(PENDING)
                 .group_by(Destination.kind)
             ).all()
         for kind, count, oldest in rows:

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
-from sqlalchemy import Select, and_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import events as model
 from gateway.errors import NotFound, ValidationError
 from gateway.store.models import Destination, PullBatch, QueueItem, utcnow
-from gateway.store.models import Event as EventRow
-from gateway.store.rows import EVENT_COLUMNS, to_event
+from gateway.store.queue import due_rows, queued_events
 
 # The legacy platform's documented batch size; larger asks are refused, never cut.
 MAX_BATCH = 10_000
@@ -77,26 +76,6 @@ def pull_destination(session: Session, account_id: int) -> int:
     return destination_id
 
 
-def _due(destination_id: int, types: list[str], now: datetime) -> Select[tuple[int]]:
-    """Queue rows of the pull queue that a puller may take now, oldest first."""
-    query = select(QueueItem.id).where(
-        QueueItem.destination_id == destination_id, QueueItem.state != "done", QueueItem.due_at <= now
-    )
-    if types:
-        query = query.where(QueueItem.event_type.in_(types))
-    return query.order_by(QueueItem.id)
-
-
-def _events_of(session: Session, condition: object) -> list[model.Event]:
-    rows = session.execute(
-        select(*EVENT_COLUMNS)
-        .join(QueueItem, QueueItem.event_id == EventRow.id)
-        .where(condition)  # type: ignore[arg-type]
-        .order_by(QueueItem.id)
-    )
-    return [to_event(row) for row in rows]
-
-
 def get_batch(
     sessions: sessionmaker[Session],
     account_id: int,
@@ -115,10 +94,10 @@ def get_batch(
     now = utcnow()
     with sessions.begin() as session:
         destination_id = pull_destination(session, account_id)
-        due = _due(destination_id, types, now).limit(limit)
+        due = due_rows(destination_id, now, types).limit(limit)
         if mode == "peek":
             ids = due.subquery()
-            batch = Batch(None, _events_of(session, QueueItem.id.in_(select(ids.c.id))), mode)
+            batch = Batch(None, queued_events(session, QueueItem.id.in_(select(ids.c.id))), mode)
             return render(batch)
         if session.get_bind().dialect.name == "postgresql":
             # Concurrent pullers skip each other's rows instead of waiting or double-taking.
@@ -134,7 +113,7 @@ def get_batch(
             update(QueueItem).where(QueueItem.id.in_(due.scalar_subquery())).values(**values),
             execution_options={"synchronize_session": False},
         )
-        events = _events_of(session, QueueItem.lease_id == batch_id)
+        events = queued_events(session, QueueItem.lease_id == batch_id)
         session.add(PullBatch(id=batch_id, account_id=account_id, destination_id=destination_id,
                               created_at=now, event_count=len(events), acked_at=now if mode == "read" else None))
         return render(Batch(batch_id, events, mode, lease_until))
@@ -165,7 +144,7 @@ def batch_again(
         batch = _own_batch(session, account_id, batch_id)
         if utcnow() - batch.created_at > recovery:
             raise NotFound("batch (past its recovery window)", batch_id)
-        events = _events_of(session, and_(QueueItem.destination_id == batch.destination_id,
+        events = queued_events(session, and_(QueueItem.destination_id == batch.destination_id,
                                           QueueItem.lease_id == batch_id))
         return Batch(batch_id, events, "read" if batch.acked_at else "lease")
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.store.models import Destination, Event, QueueItem, utcnow
+from gateway.store.models import PENDING, Destination, Event, QueueItem, utcnow
 
 
 def account_stats(session: Session, account_id: int) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def account_stats(session: Session, account_id: int) -> dict[str, Any]:
         for destination_id, count, oldest in session.execute(
             select(QueueItem.destination_id, func.count(), func.min(QueueItem.due_at))
             .join(Destination, Destination.id == QueueItem.destination_id)
-            .where(Destination.account_id == account_id, QueueItem.state != "done")
+            .where(Destination.account_id == account_id, PENDING)
             .group_by(QueueItem.destination_id)
         )
     }

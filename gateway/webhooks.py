@@ -16,7 +16,7 @@ from gateway import routing
 from gateway.config import Settings
 from gateway.destinations import sink_for
 from gateway.errors import DeliveryError, NotFound, Problem, ValidationError
-from gateway.store.models import Attempt, Destination, Event, Notice, QueueItem, utcnow
+from gateway.store.models import PENDING, Attempt, Destination, Event, Notice, QueueItem, utcnow
 from sinks.http import FORMATS, generate_secret, parse_secret
 
 MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 60.0
@@ -203,18 +203,19 @@ def activate(session: Session, account_id: int, webhook_id: int, replay: bool) -
     now = utcnow()
     dropped = 0
     pending = select(func.count()).select_from(QueueItem).where(
-        QueueItem.destination_id == webhook_id, QueueItem.state != "done")
+        QueueItem.destination_id == webhook_id, PENDING)
     if replay:
-        session.execute(update(QueueItem).where(QueueItem.destination_id == webhook_id, QueueItem.state != "done")
+        session.execute(update(QueueItem).where(QueueItem.destination_id == webhook_id, PENDING)
                         .values(state="ready", due_at=now, attempts=0), execution_options={"synchronize_session": False})
     elif not destination.active:
         dropped = int(session.scalar(pending) or 0)
-        session.execute(update(QueueItem).where(QueueItem.destination_id == webhook_id, QueueItem.state != "done")
+        session.execute(update(QueueItem).where(QueueItem.destination_id == webhook_id, PENDING)
                         .values(state="done", done_at=now), execution_options={"synchronize_session": False})
     destination.active = True
     destination.deactivated_at = None
     destination.failing_since = None
     destination.consecutive_failures = 0
+    destination.paused_until = None
     session.add(Notice(account_id=account_id, destination_id=webhook_id, kind="activated",
                        message=f"webhook #{webhook_id} activated" + (" with replay" if replay else "")
                        + (f"; {dropped} accumulated events dropped" if dropped else "")))

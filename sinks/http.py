@@ -23,7 +23,6 @@ import binascii
 import hashlib
 import hmac
 import http.client
-import json
 import secrets as random_source
 import time
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
+import orjson
 import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -93,7 +93,7 @@ def render(format: str, events: Sequence[Event]) -> list[tuple[str, bytes]]:
 
 
 def _json(value: object) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(value)
 
 
 class HttpSink:

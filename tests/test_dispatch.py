@@ -70,6 +70,22 @@ def pending(runtime: Runtime, account_id: int, destination_id: int) -> int:
         return account_stats(session, account_id)["pending"][str(destination_id)]["pending"]  # type: ignore[no-any-return]
 
 
+def get_json(url: str) -> Any:
+    """GET ``url`` as acme; the answer's JSON (its connection is gone when this returns)."""
+    answer = requests.get(url, auth=("acme", PASSWORD), timeout=TIMEOUT)
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def notifications(runtime: Runtime) -> list[dict[str, Any]]:
+    """GET /api/v1/notifications of acme, over real HTTP."""
+    server = LiveServer(runtime)
+    try:
+        return get_json(f"{server.url}/api/v1/notifications")["notifications"]  # type: ignore[no-any-return]
+    finally:
+        server.close()
+
+
 def signature_ok(request: Request, secret: str) -> bool:
     """Check a Standard Webhooks signature with nothing but hmac and base64."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
@@ -331,12 +347,7 @@ def test_a_failing_webhook_is_deactivated_keeps_its_events_and_replays_them_on_a
 
     assert len(http_receiver.requests) == 2
     assert webhook(runtime, account.id, hook)["active"] is False
-    server = LiveServer(runtime)
-    try:
-        response = requests.get(f"{server.url}/api/v1/notifications", auth=("acme", PASSWORD), timeout=TIMEOUT)
-    finally:
-        server.close()
-    (notice,) = response.json()["notifications"]
+    (notice,) = notifications(runtime)
     assert notice["kind"] == "deactivated" and notice["destination_id"] == hook
     assert f"#{hook}" in notice["message"] and "broken" in notice["message"]
 

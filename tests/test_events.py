@@ -272,7 +272,7 @@ def test_csv_row_follows_csv_columns() -> None:
     assert model.CSV_COLUMNS == model.FIELD_NAMES
     row = model.to_csv_row(valid(ISSUE_EXAMPLE))
     assert len(row) == len(model.CSV_COLUMNS)
-    assert dict(zip(model.CSV_COLUMNS, row)) == {
+    assert dict(zip(model.CSV_COLUMNS, row, strict=True)) == {
         "id": "evt-000123", "type": "CLICK", "occurred_at": "2026-11-24T10:15:00Z",
         "email": "jane@example.com", "phone": "", "message_id": "m-42", "message_name": "November news",
         "list_id": "9997", "delivered_at": "2026-11-24T09:00:00Z", "url": "https://example.com/offer",

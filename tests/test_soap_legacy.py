@@ -10,8 +10,9 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -101,15 +102,39 @@ def serve(runtime: Runtime, server: LiveServer, account: NewAccount) -> Paint:
     return Paint(runtime, account, server.url)
 
 
+def stop(server: LiveServer) -> None:
+    """Stop a live server at once and cleanly; its close() then finds nothing left to do.
+
+    LiveServer.close() closes waitress's listener and trigger from this thread while the
+    event loop runs on: the loop then sits out its 1 s select timeout, and a connection
+    still winding down makes it select on a closed descriptor (an unhandled thread
+    exception, an error under filterwarnings=error). Closing from inside the loop, once
+    the clients have hung up, avoids both.
+    """
+    waitress_server: Any = server.server
+    deadline = time.monotonic() + 5
+    while waitress_server.active_channels and time.monotonic() < deadline:
+        time.sleep(0.005)
+    waitress_server.trigger.pull_trigger(waitress_server.close)
+    server.thread.join(timeout=5)
+
+
 @pytest.fixture
-def paint(runtime: Runtime, account: NewAccount, live_server: LiveServer) -> Paint:
+def server(live_server: LiveServer) -> Iterator[LiveServer]:
+    """The live server, stopped cleanly after the test."""
+    yield live_server
+    stop(live_server)
+
+
+@pytest.fixture
+def paint(runtime: Runtime, account: NewAccount, server: LiveServer) -> Paint:
     """The live server with the acme account, its public URL being its own."""
-    return serve(runtime, live_server, account)
+    return serve(runtime, server, account)
 
 
 @pytest.fixture
-def make_paint(store_url: str, tmp_path: Path) -> Iterator[Any]:
-    """A factory of servers over the same store with some settings changed (idle timeout, lockout)."""
+def make_paint(store_url: str, tmp_path: Path) -> Iterator[Callable[..., Paint]]:
+    """A factory of servers over a fresh store with some settings changed (idle timeout, lockout)."""
     opened: list[tuple[Runtime, LiveServer]] = []
 
     def make(**settings: Any) -> Paint:
@@ -122,6 +147,7 @@ def make_paint(store_url: str, tmp_path: Path) -> Iterator[Any]:
 
     yield make
     for runtime, server in opened:
+        stop(server)
         server.close()
         runtime.close()
 
@@ -271,11 +297,12 @@ def login_envelope(name: str, password: str) -> str:
 # -- reading answers ----------------------------------------------------------------------
 
 
-def response_root(response: requests.Response, status: int) -> etree._Element:
+def response_root(response: requests.Response, status: int, tag: str = f"{{{SOAP_ENV_NS}}}Envelope") -> etree._Element:
+    """The parsed XML answer, after checking its status, content type and root element."""
     assert response.status_code == status, response.text[:2000]
     assert response.headers["Content-Type"] == "text/xml; charset=utf-8"
     root = etree.fromstring(response.content)
-    assert root.tag == f"{{{SOAP_ENV_NS}}}Envelope"
+    assert root.tag == tag
     return root
 
 
@@ -504,3 +531,409 @@ def test_zeep_login_pull_and_logout(paint: Paint, flavour: str, wsdl: str) -> No
     assert rows_of(after) == [] and after["eventMeta"] in ({}, [])
     assert logout == {"result": "success"}
     assert gone == {"result": "bean_exception_system", "resultData": CONTEXT_NOT_FOUND}
+
+
+# -- 3. the documented envelopes, posted raw with no SOAPAction ---------------------------
+
+
+@pytest.mark.parametrize("path", ["/paint", "/_bus/request.soap"])
+def test_documented_envelopes(paint: Paint, path: str) -> None:
+    stored = paint.store(60)
+
+    login = paint.call(DOCUMENTED_LOGIN.format(user="acme", password=PASSWORD), path)
+    assert login["result"] == "success"
+    context_id = login["resultData"]["bus_entity_context"]["beanId"]
+    assert CONTEXT_ID.match(context_id)
+
+    response = paint.post(DOCUMENTED_GET_BATCH.format(context=context_id), path)
+    batch_element = result_element(response).find("item[2]/value/item/value")
+    assert {item.findtext("key"): item.find("value").get(XSI_TYPE) for item in batch_element} == {
+        "eventCount": "xsd:int", "eventMeta": "ns2:Map", "eventData": "xsd:string",
+    }
+    peeked = batch_of(result_of(response))
+    expected = legacy_rows(stored, ("OPEN", "CLICK", "DELIVERY"))
+    assert rows_of(peeked) == expected
+    assert peeked["eventMeta"] == headers_for(expected)
+
+    marked = batch_of(paint.call(COMMENTED_GET_BATCH.format(context=context_id, mark="Y"), path))
+    assert rows_of(marked) == legacy_rows(stored, ("OPEN", "CLICK"))
+    left = batch_of(paint.call(DOCUMENTED_GET_BATCH.format(context=context_id), path))
+    assert rows_of(left) == legacy_rows(stored, ("DELIVERY",))
+
+    assert paint.call(CWORK_LOGOUT.format(context=context_id), path) == {"result": "success"}
+    assert paint.call(DOCUMENTED_GET_BATCH.format(context=context_id), path) == {
+        "result": "bean_exception_system", "resultData": CONTEXT_NOT_FOUND,
+    }
+
+
+LOGIN_NULL_FORMS = {
+    "nil-with-text": ('<contextId xsi:nil="true">01234567890</contextId>', '<processData xsi:type="ns2:Map"/>'),
+    "blank": ('<contextId xsi:type="xsd:string"></contextId>', '<processData xsi:type="ns2:Map"> </processData>'),
+    "omitted": ("", ""),
+}
+
+
+def test_login_with_the_null_forms_clients_send(paint: Paint) -> None:
+    documented = DOCUMENTED_LOGIN.format(user="acme", password=PASSWORD)
+    for name, (context_part, process_part) in LOGIN_NULL_FORMS.items():
+        body = (documented.replace('<contextId xsi:nil="true"/>', context_part)
+                .replace('<processData xsi:nil="true"/>', process_part))
+
+        result = paint.call(body)
+
+        assert result["result"] == "success", name
+        assert CONTEXT_ID.match(result["resultData"]["bus_entity_context"]["beanId"]), name
+
+
+# -- 4. business errors: HTTP 200 and a documented result code ---------------------------
+
+
+def system_error(message: str = CONTEXT_NOT_FOUND) -> dict[str, Any]:
+    return {"result": "bean_exception_system", "resultData": message}
+
+
+def test_unknown_session(paint: Paint) -> None:
+    paint.store(5)
+
+    for context_id in ("X-AAAAAAAAAAAAAAAAAAAAAA", "not a session", "", None):
+        assert paint.get_batch(context_id, markAsReadInd="Y") == system_error(), context_id
+    assert len(rows_of(batch_of(paint.get_batch(paint.login(), markAsReadInd="N")))) == 5
+
+
+def test_idle_session_expires(make_paint: Callable[..., Paint]) -> None:
+    paint = make_paint(session_idle_seconds=1)
+    stored = paint.store(10)
+    context_id = paint.login()
+
+    # Activity keeps the session alive past its idle time...
+    for _ in range(2):
+        time.sleep(0.5)
+        assert batch_of(paint.get_batch(context_id, markAsReadInd="N"))
+    # ... and idleness ends it, for good and without touching the queue.
+    time.sleep(1.3)
+    assert paint.get_batch(context_id, markAsReadInd="Y") == system_error()
+    assert paint.get_batch(context_id, markAsReadInd="Y") == system_error()
+    assert rows_of(batch_of(paint.get_batch(paint.login(), markAsReadInd="N"))) == legacy_rows(stored)
+
+
+def test_wrong_password(paint: Paint) -> None:
+    wrong = paint.call(login_envelope("acme", "not-the-password"))
+
+    assert wrong["result"] == "bean_exception_validation"
+    messages = wrong["resultData"]
+    assert isinstance(messages, dict) and messages
+    assert all(isinstance(message, str) and message for message in messages.values())
+    assert "not-the-password" not in json.dumps(wrong)
+    # An unknown account gets the same answer: logins cannot probe for names.
+    assert paint.call(login_envelope("nobody", "not-the-password")) == wrong
+    assert paint.call(envelope(None, "bus_facade_context", "login", {"userName": "acme"}, None)) == {
+        "result": "bean_exception_validation", "resultData": {"password": "is required"},
+    }
+
+
+def test_repeated_wrong_passwords_lock_the_account(make_paint: Callable[..., Paint]) -> None:
+    paint = make_paint(login_failure_limit=3, login_lockout_seconds=300)
+
+    for _ in range(3):
+        assert paint.call(login_envelope("acme", "guess"))["result"] == "bean_exception_validation"
+    locked = paint.call(login_envelope("acme", PASSWORD))
+
+    assert locked["result"] == "bean_exception_security"
+    assert isinstance(locked["resultData"], str) and locked["resultData"]
+    assert paint.call(login_envelope("acme", "guess"))["result"] == "bean_exception_security"
+
+
+def test_unknown_class_or_process(paint: Paint) -> None:
+    context_id = paint.login()
+    for class_name, process_name in [
+        ("bus_facade_campaign_list", "search"),
+        ("bus_entity_context", "login"),
+        ("bus_facade_eventNotification", "processBatchReport"),
+        ("bus_facade_context", "getBatch"),
+        ("bus_facade_eventNotification", None),
+        (None, "getBatch"),
+    ]:
+        result = paint.call(envelope(context_id, class_name, process_name, None, None))
+
+        assert result["result"] == "bean_exception_system", (class_name, process_name)
+        assert isinstance(result["resultData"], str) and result["resultData"]
+
+
+BAD_PARAMETERS = [
+    ({"maxNotifications": 0}, "maxNotifications"),
+    ({"maxNotifications": -1}, "maxNotifications"),
+    ({"maxNotifications": 10_001}, "maxNotifications"),
+    ({"maxNotifications": "abc"}, "maxNotifications"),
+    ({"maxNotifications": "1.5"}, "maxNotifications"),
+    ({"notificationTypes": "OPEN,NOSUCHTYPE"}, "notificationTypes"),
+    ({"notificationTypes": ["CLICK", "opened twice"]}, "notificationTypes"),
+    ({"markAsReadInd": "X"}, "markAsReadInd"),
+    ({"markAsReadInd": "yes"}, "markAsReadInd"),
+]
+
+
+def test_bad_get_batch_parameters(paint: Paint) -> None:
+    stored = paint.store(10)
+    context_id = paint.login()
+    for parameters, field in BAD_PARAMETERS:
+        process_data = {"notificationTypes": "OPEN,CLICK", "maxNotifications": 1000, "markAsReadInd": "Y"}
+
+        result = paint.get_batch(context_id, **(process_data | parameters))
+
+        assert result["result"] == "bean_exception_validation", parameters
+        assert list(result["resultData"]) == [field], parameters
+        assert isinstance(result["resultData"][field], str) and result["resultData"][field]
+    # Nothing was marked as read.
+    assert rows_of(batch_of(paint.get_batch(context_id, markAsReadInd="N"))) == legacy_rows(stored)
+
+
+def test_every_bad_parameter_is_named_at_once(paint: Paint) -> None:
+    result = paint.get_batch(paint.login(), notificationTypes="NOPE", maxNotifications=0, markAsReadInd="X")
+
+    assert result["result"] == "bean_exception_validation"
+    assert set(result["resultData"]) == {"notificationTypes", "maxNotifications", "markAsReadInd"}
+
+
+# -- 5. hostile and broken input: SOAP Faults, nothing resolved, the server unharmed -------
+
+
+def assert_client_fault(response: requests.Response) -> str:
+    code, message = fault_of(response)
+    assert code == "SOAP-ENV:Client"
+    return message
+
+
+def test_a_50_mb_body_is_refused(paint: Paint) -> None:
+    password = "x" * (50 * 1024 * 1024)
+    body = envelope(None, "bus_facade_context", "login", {"userName": "acme", "password": password}, None).encode()
+
+    assert_client_fault(paint.post(body))
+    # Without a Content-Length, too.
+    chunks = (body[start:start + (1 << 20)] for start in range(0, len(body), 1 << 20))
+    assert_client_fault(paint.post(chunks))  # type: ignore[arg-type]
+    assert CONTEXT_ID.match(paint.login())
+
+
+def passwd_line() -> str:
+    """A line of /etc/passwd, to prove that no response ever carries it."""
+    try:
+        return Path("/etc/passwd").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return "root:x:0:0"
+
+
+LOGIN_ELEMENT = (
+    "<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:ns1=\"urn:localhost-paint\""
+    " xmlns:ns2=\"http://xml.apache.org/xml-soap\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">"
+    "<SOAP-ENV:Body><ns1:handleRequest><className>bus_facade_context</className><processName>login</processName>"
+    "<entityData xsi:type=\"ns2:Map\"><item><key>userName</key><value>{user}</value></item>"
+    "<item><key>password</key><value>{password}</value></item></entityData>"
+    "</ns1:handleRequest></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+)
+LAUGHS = "".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">' for i in range(1, 10))
+HOSTILE = {
+    "doctype": "<!DOCTYPE SOAP-ENV:Envelope>" + LOGIN_ELEMENT.format(user="acme", password=PASSWORD),
+    "external-entity": '<?xml version="1.0"?><!DOCTYPE e [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+    + LOGIN_ELEMENT.format(user="&xxe;", password="&xxe;"),
+    "billion-laughs": f'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol0 "lol">{LAUGHS}]>'
+    + LOGIN_ELEMENT.format(user="&lol9;", password="&lol9;"),
+    "internal-entity": f'<!DOCTYPE e [<!ENTITY pw "{PASSWORD}">]>' + LOGIN_ELEMENT.format(user="acme", password="&pw;"),
+    "external-dtd": '<!DOCTYPE e SYSTEM "{receiver}/e.dtd">' + LOGIN_ELEMENT.format(user="acme", password=PASSWORD),
+    "parameter-entity": '<!DOCTYPE e [<!ENTITY % remote SYSTEM "{receiver}/p.dtd"> %remote;]>'
+    + LOGIN_ELEMENT.format(user="acme", password=PASSWORD),
+}
+
+
+def test_doctypes_and_entities_are_refused_unresolved(paint: Paint, http_receiver: Any) -> None:
+    secret = passwd_line()
+    for name, body in HOSTILE.items():
+        response = paint.post(body.replace("{receiver}", http_receiver.url))
+
+        assert "DOCTYPE" in assert_client_fault(response), name
+        assert secret not in response.text and "lollol" not in response.text, name
+    # Nothing was fetched, and the server is fine.
+    assert http_receiver.requests == []
+    assert CONTEXT_ID.match(paint.login())
+
+
+NOT_A_HANDLE_REQUEST = {
+    "empty": b"",
+    "form": b"userName=acme&password=secret",
+    "json": b'{"className": "bus_facade_context"}',
+    "binary": bytes(range(256)),
+    "unclosed": b"<SOAP-ENV:Envelope",
+    "html": b"<html><body>hello</body></html>",
+    "soap-1.2": b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body>'
+    b'<handleRequest xmlns="urn:localhost-paint"/></e:Body></e:Envelope>',
+    "other-operation": (ENCODED_HEAD + '<ns1:getBatch><contextId xsi:type="xsd:string">X-1</contextId>'
+                        "</ns1:getBatch>" + TAIL).encode(),
+    "no-body": f'<e:Envelope xmlns:e="{SOAP_ENV_NS}"><e:Header/></e:Envelope>'.encode(),
+    "bad-base64": envelope(None, "bus_facade_context", "login", {"userName_base64": "@@@"}, None).encode(),
+}
+
+
+def test_what_is_not_a_handle_request_gets_a_fault(paint: Paint) -> None:
+    for name, body in NOT_A_HANDLE_REQUEST.items():
+        assert assert_client_fault(paint.post(body)), name
+
+
+def test_get_without_wsdl_is_a_fault(paint: Paint) -> None:
+    response = requests.get(paint.url + "/paint", timeout=10)
+
+    assert fault_of(response, 405)[0] == "SOAP-ENV:Client"
+    assert b"Traceback" not in response.content
+
+
+# -- 6. semantics ----------------------------------------------------------------------
+
+
+def pull_all(paint: Paint, context_id: str, size: int, **parameters: Any) -> list[list[list[str]]]:
+    """Pull with mark-as-read in batches of ``size`` until the queue is empty; the rows of each batch."""
+    batches = []
+    while rows := rows_of(batch_of(paint.get_batch(context_id, maxNotifications=size, markAsReadInd="Y",
+                                                   **parameters))):
+        assert len(rows) <= size
+        batches.append(rows)
+    return batches
+
+
+def test_oldest_first(paint: Paint) -> None:
+    earlier = paint.store(12, seed=1, prefix="early")
+    later = paint.store(12, seed=2, prefix="late", start=datetime(2026, 12, 1, tzinfo=timezone.utc))
+
+    batches = pull_all(paint, paint.login(), 5)
+
+    assert [len(rows) for rows in batches] == [5, 5, 5, 5, 4]
+    assert [row for rows in batches for row in rows] == legacy_rows(earlier + later)
+
+
+def test_only_the_callers_account(paint: Paint, other_account: NewAccount) -> None:
+    ours = paint.store(20, seed=1, prefix="acme")
+    theirs = paint.store(20, seed=2, prefix="globex", account_id=other_account.id)
+
+    acme = pull_all(paint, paint.login(), 1000)
+    globex = pull_all(paint, paint.login("globex"), 1000)
+
+    assert acme == [legacy_rows(ours)]
+    assert globex == [legacy_rows(theirs)]
+
+
+def test_only_the_asked_types_any_case_and_spacing(paint: Paint) -> None:
+    stored = paint.store(120)
+    asked = ("BOUNCE", "OPTOUT", "SOFTBOUNCE")
+
+    batch = batch_of(paint.get_batch(paint.login(), notificationTypes=" bounce, OPTOUT ,SoftBounce,",
+                                     markAsReadInd="N"))
+
+    expected = legacy_rows(stored, asked)
+    assert {row[0] for row in expected} == set(asked)
+    assert rows_of(batch) == expected
+    assert batch["eventMeta"] == headers_for(expected)
+
+
+@pytest.mark.parametrize("flavour", ["encoded", "literal"])
+def test_parameters_in_entity_data_as_pyresponse_sends_them(paint: Paint, flavour: str) -> None:
+    stored = paint.store(60)
+    context_id = paint.login()
+    build = envelope if flavour == "encoded" else literal_envelope
+    # pyresponse puts them in entityData, with a stray space in one key; the default of
+    # markAsReadInd being Y, a repeated batch shows that " markAsReadInd" was read.
+    body = build(context_id, "bus_facade_eventNotification", "getBatch",
+                 {"notificationTypes": "CLICK", "maxNotifications": "3", " markAsReadInd": "N"}, None)
+
+    first, second = batch_of(paint.call(body)), batch_of(paint.call(body))
+
+    assert rows_of(first) == legacy_rows(stored, ("CLICK",))[:3]
+    assert second == first
+    assert first["eventMeta"] == {"CLICK": DOCUMENTED_HEADERS["CLICK"]}
+    assert first["eventCount"] == (3 if flavour == "encoded" else "3")
+
+
+def test_process_data_wins_over_entity_data(paint: Paint) -> None:
+    stored = paint.store(10)
+
+    body = envelope(paint.login(), "bus_facade_eventNotification", "getBatch",
+                    {"maxNotifications": 5, "markAsReadInd": "Y"}, {"maxNotifications": 2, "markAsReadInd": "N"})
+
+    assert rows_of(batch_of(paint.call(body))) == legacy_rows(stored)[:2]
+    assert rows_of(batch_of(paint.call(body))) == legacy_rows(stored)[:2]
+
+
+@pytest.mark.parametrize("flavour", ["encoded", "literal"])
+def test_notification_types_as_an_array(paint: Paint, flavour: str) -> None:
+    stored = paint.store(60)
+    context_id = paint.login()
+    if flavour == "encoded":
+        # What PHP's SoapClient sends for array("OPEN", "CLICK"): a SOAP-ENC:Array.
+        body = envelope(context_id, "bus_facade_eventNotification", "getBatch", None,
+                        {"notificationTypes": ["OPEN", "CLICK"], "markAsReadInd": "N"})
+        assert 'xsi:type="SOAP-ENC:Array"' in body
+    else:
+        body = literal_envelope(context_id, "bus_facade_eventNotification", "getBatch", None,
+                                {"notificationTypes": {"0": "OPEN", "1": "CLICK"}, "markAsReadInd": "N"})
+
+    assert rows_of(batch_of(paint.call(body))) == legacy_rows(stored, ("OPEN", "CLICK"))
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_base64_keys(paint: Paint) -> None:
+    stored = paint.store(40)
+
+    login = paint.call(envelope(None, "bus_facade_context", "login",
+                                {"userName_base64": b64("acme"), "password_base64": b64(PASSWORD)}, None))
+    context_id = login["resultData"]["bus_entity_context"]["beanId"]
+    body = envelope(context_id, "bus_facade_eventNotification", "getBatch", None,
+                    {"notificationTypes_base64": b64("OPEN"), "markAsReadInd_base64": b64("N")})
+
+    assert rows_of(batch_of(paint.call(body))) == legacy_rows(stored, ("OPEN",))
+    assert rows_of(batch_of(paint.call(body))) == legacy_rows(stored, ("OPEN",))
+
+
+def test_mark_as_read_defaults_to_y(paint: Paint) -> None:
+    stored = paint.store(10)
+    context_id = paint.login()
+
+    assert rows_of(batch_of(paint.get_batch(context_id))) == legacy_rows(stored)
+    assert rows_of(batch_of(paint.get_batch(context_id))) == []
+
+
+def test_a_batch_of_exactly_10000(paint: Paint) -> None:
+    stored = paint.store(10_001)
+    context_id = paint.login()
+
+    full = batch_of(paint.get_batch(context_id, maxNotifications=10_000, markAsReadInd="Y"))
+    rest = batch_of(paint.get_batch(context_id, maxNotifications="10000", markAsReadInd="Y"))
+
+    assert full["eventCount"] == 10_000
+    assert rows_of(full) == legacy_rows(stored[:10_000])
+    assert rows_of(rest) == legacy_rows(stored[10_000:])
+
+
+def wsdl_address(response: requests.Response) -> str:
+    root = response_root(response, 200, "{http://schemas.xmlsoap.org/wsdl/}definitions")
+    # The raw-XML tester reads the endpoint with exactly this XPath.
+    (location,) = root.xpath("//soap:address/@location", namespaces={"soap": root.nsmap["soap"]})
+    assert root.nsmap["soap"] == WSDL_SOAP_NS
+    return str(location)
+
+
+def test_wsdls_carry_the_configured_public_url(runtime: Runtime, server: LiveServer) -> None:
+    # Nothing configured: the address the gateway is configured to listen on.
+    assert runtime.settings.effective_public_url == "http://127.0.0.1:8080"
+    served = {path: requests.get(server.url + path, timeout=10)
+              for path in ("/paint?wsdl", "/paint?WSDL", "/paint/ctrlPaint.wsdl", "/paint/ctrlPaintLiteral.wsdl")}
+
+    for response in served.values():
+        assert wsdl_address(response) == "http://127.0.0.1:8080/paint"
+    assert served["/paint?wsdl"].content == served["/paint?WSDL"].content == served["/paint/ctrlPaint.wsdl"].content
+    assert b'use="encoded"' in served["/paint/ctrlPaint.wsdl"].content
+    assert b"paintArray" in served["/paint/ctrlPaintLiteral.wsdl"].content
+
+    runtime.settings = runtime.settings.replace(public_url="https://events.example.com/legacy/")
+    for path in served:
+        assert wsdl_address(requests.get(server.url + path, timeout=10)) == (
+            "https://events.example.com/legacy/paint"
+        )

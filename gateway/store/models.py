@@ -15,6 +15,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    literal_column,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -77,6 +79,7 @@ class Account(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
+    notify_email: Mapped[str | None] = mapped_column(String(1000))  # where operational notices are mailed
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -133,6 +136,9 @@ class Destination(Base):
     deactivated_at: Mapped[datetime | None]
     failing_since: Mapped[datetime | None]
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # After a failure the whole destination waits out the retry delay, not just the batch
+    # that failed: a dead endpoint is not tried once per waiting batch.
+    paused_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -155,11 +161,16 @@ class QueueItem(Base):
     """
 
     __tablename__ = "queue"
+    # Partial indexes over the rows still waiting: they stay small however many delivered
+    # rows the table keeps, and give takers their rows in id (arrival) order.
     __table_args__ = (
         UniqueConstraint("destination_id", "event_id", name="uq_queue_destination_event"),
-        Index("ix_queue_due", "destination_id", "state", "id"),
-        Index("ix_queue_lease", "lease_id"),
-        Index("ix_queue_done", "state", "done_at"),
+        Index("ix_queue_pending", "destination_id", "id",
+              sqlite_where=text("state != 'done'"), postgresql_where=text("state != 'done'")),
+        Index("ix_queue_pending_due", "destination_id", "due_at",
+              sqlite_where=text("state != 'done'"), postgresql_where=text("state != 'done'")),
+        Index("ix_queue_lease", "destination_id", "lease_id"),
+        Index("ix_queue_done", "done_at", sqlite_where=text("state = 'done'"), postgresql_where=text("state = 'done'")),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     destination_id: Mapped[int] = mapped_column(ForeignKey("destinations.id", ondelete="CASCADE"))
@@ -170,6 +181,10 @@ class QueueItem(Base):
     lease_id: Mapped[str | None] = mapped_column(String(40))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     done_at: Mapped[datetime | None]
+
+
+# Written inline, not as a bound parameter, so that SQLite can use the partial indexes.
+PENDING = QueueItem.state != literal_column("'done'")
 
 
 class Attempt(Base):

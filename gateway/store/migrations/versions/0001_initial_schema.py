@@ -54,6 +54,7 @@ def upgrade() -> None:
     sa.Column('deactivated_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('failing_since', sa.DateTime(timezone=True), nullable=True),
     sa.Column('consecutive_failures', sa.Integer(), nullable=False),
+    sa.Column('paused_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ondelete='CASCADE'),
@@ -156,10 +157,14 @@ def upgrade() -> None:
     sa.UniqueConstraint('destination_id', 'event_id', name='uq_queue_destination_event')
     )
     with op.batch_alter_table('queue', schema=None) as batch_op:
-        batch_op.create_index('ix_queue_done', ['state', 'done_at'], unique=False)
-        batch_op.create_index('ix_queue_due', ['destination_id', 'state', 'id'], unique=False)
+        batch_op.create_index('ix_queue_done', ['done_at'], unique=False,
+                              sqlite_where=sa.text("state = 'done'"), postgresql_where=sa.text("state = 'done'"))
+        batch_op.create_index('ix_queue_pending', ['destination_id', 'id'], unique=False,
+                              sqlite_where=sa.text("state != 'done'"), postgresql_where=sa.text("state != 'done'"))
+        batch_op.create_index('ix_queue_pending_due', ['destination_id', 'due_at'], unique=False,
+                              sqlite_where=sa.text("state != 'done'"), postgresql_where=sa.text("state != 'done'"))
         batch_op.create_index(batch_op.f('ix_queue_event_id'), ['event_id'], unique=False)
-        batch_op.create_index('ix_queue_lease', ['lease_id'], unique=False)
+        batch_op.create_index('ix_queue_lease', ['destination_id', 'lease_id'], unique=False)
 
     op.create_table('routes',
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -176,7 +181,8 @@ def downgrade() -> None:
     with op.batch_alter_table('queue', schema=None) as batch_op:
         batch_op.drop_index('ix_queue_lease')
         batch_op.drop_index(batch_op.f('ix_queue_event_id'))
-        batch_op.drop_index('ix_queue_due')
+        batch_op.drop_index('ix_queue_pending_due')
+        batch_op.drop_index('ix_queue_pending')
         batch_op.drop_index('ix_queue_done')
 
     op.drop_table('queue')

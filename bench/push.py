@@ -1,0 +1,169 @@
+"""Push benchmark: the dispatcher and HTTP sink against a hand-written loop, then with dead and hanging neighbours.
+
+Run: `.venv/bin/python -m bench.push [--events 100000]`.
+Prints events/s for the real dispatcher and for the baseline (plain sqlite3 reading 500
+queued rows, json.dumps, the HMAC signature, one POST over a kept-alive connection and one
+UPDATE, in a loop), their ratio, and the healthy endpoint's throughput beside 10 dead
+(connection refused) and 10 hanging endpoints as a share of its throughput alone.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import socket
+import sqlite3
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from bench.eventgen import generate
+from gateway import events as model
+from gateway import webhooks
+from gateway.accounts import create_account
+from gateway.config import load_settings
+from gateway.dispatch import Dispatcher
+from gateway.ingest import ingest_request
+from gateway.runtime import Runtime, open_runtime
+
+BATCH = 500
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Counts the events it is posted; answers 200 at once, or never (hanging=True)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    received = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path.startswith("/hang"):
+            time.sleep(30)
+            return
+        with Receiver.lock:
+            Receiver.received += body.count(b'"type"')
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+def start_receiver() -> ThreadingHTTPServer:
+    """A receiver on a loopback port, in a thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def dead_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def setup(directory: Path, events: int, urls: list[str]) -> tuple[Runtime, list[int]]:
+    """A store whose account routes every type to the first URL, and OPEN also to the others."""
+    runtime = open_runtime(load_settings(environ={}, data_dir=str(directory), http_timeout_seconds=2,
+                                         dispatch_concurrency=32, dispatch_interval_seconds=0.05))
+    with runtime.sessions.begin() as session:
+        account = create_account(session, "bench", "bench-password")
+        ids = [webhooks.create(session, account.id, {
+            "url": url, "events": list(model.ALL_TYPES) if index == 0 else ["OPEN"], "secret": SECRET,
+            "batch_max_events": BATCH, "timeout_seconds": 2}).id for index, url in enumerate(urls)]
+    raws = list(generate(events, seed=3))
+    for start in range(0, events, 5000):
+        ingest_request(runtime.sessions, account.id, raws[start:start + 5000])
+    return runtime, ids
+
+
+def dispatcher_rate(runtime: Runtime, events: int) -> float:
+    """Events/s the real dispatcher delivers to the healthy receiver until it has them all."""
+    Receiver.received = 0
+    dispatcher = Dispatcher(runtime)
+    thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
+    started = time.perf_counter()
+    thread.start()
+    while Receiver.received < events:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    threading.Thread(target=dispatcher.stop, daemon=True).start()
+    return events / elapsed
+
+
+def baseline(directory: Path, port: int, events: int) -> float:
+    """The same work by hand: read 500 rows, render, sign, POST, mark delivered, in a loop."""
+    db = sqlite3.connect(directory / "baseline.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    names = [name for name in model.FIELD_NAMES if name != "data"]
+    db.execute(f"CREATE TABLE queue (rowid_ INTEGER PRIMARY KEY, state TEXT, {', '.join(names)}, data TEXT)")
+    db.execute("CREATE INDEX ix ON queue (state, rowid_)")
+    rows = []
+    for event in model.validate_all(list(generate(events, seed=3))):
+        shown = model.to_json(event)
+        rows.append(("ready", *(shown.get(name) for name in names), json.dumps(shown.get("data"))))
+    db.executemany(f"INSERT INTO queue (state, {', '.join(names)}, data) "
+                   f"VALUES ({', '.join('?' * (len(names) + 2))})", rows)
+    key = base64.b64decode(SECRET[6:])
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    Receiver.received = 0
+    started = time.perf_counter()
+    number = 0
+    while True:
+        batch = db.execute(f"SELECT rowid_, {', '.join(names)}, data FROM queue WHERE state = 'ready' "
+                           "ORDER BY rowid_ LIMIT ?", (BATCH,)).fetchall()
+        if not batch:
+            break
+        body = json.dumps([{**{name: value for name, value in zip(names, row[1:-1]) if value is not None},
+                            "data": json.loads(row[-1])} for row in batch]).encode()
+        number += 1
+        msg_id, stamp = f"msg_{number}", str(int(time.time()))
+        signature = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest())
+        connection.request("POST", "/hook", body, {"Content-Type": "application/json", "webhook-id": msg_id,
+                                                   "webhook-timestamp": stamp,
+                                                   "webhook-signature": "v1," + signature.decode()})
+        connection.getresponse().read()
+        db.execute("UPDATE queue SET state = 'done' WHERE rowid_ BETWEEN ? AND ?", (batch[0][0], batch[-1][0]))
+    elapsed = time.perf_counter() - started
+    db.close()
+    return events / elapsed
+
+
+def main() -> None:
+    """Run the three measurements and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000)
+    args = parser.parse_args()
+    receiver = start_receiver()
+    healthy = f"http://127.0.0.1:{receiver.server_port}/hook"
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        base = baseline(directory, receiver.server_port, args.events)
+        print(f"baseline (sqlite3 + json + hmac + POST + UPDATE): {base:>9,.0f} events/s")
+        runtime, _ = setup(directory / "alone", args.events, [healthy])
+        alone = dispatcher_rate(runtime, args.events)
+        print(f"dispatcher + HTTP sink, alone                   : {alone:>9,.0f} events/s "
+              f"({alone / base:.0%} of baseline, goal >= 50%)")
+        neighbours = [f"http://127.0.0.1:{dead_port()}/dead" for _ in range(10)]
+        neighbours += [f"http://127.0.0.1:{receiver.server_port}/hang{i}" for i in range(10)]
+        runtime, _ = setup(directory / "crowded", args.events, [healthy, *neighbours])
+        crowded = dispatcher_rate(runtime, args.events)
+        print(f"  with 10 dead and 10 hanging neighbours         : {crowded:>9,.0f} events/s "
+              f"({crowded / alone:.0%} of alone, goal >= 80%)")
+
+
+if __name__ == "__main__":
+    main()

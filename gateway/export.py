@@ -1,0 +1,494 @@
+"""File destinations: each closed period's events become one log file, uploaded atomically to FTP, FTPS or SFTP.
+
+A queue row of a file destination waits unassigned until the period it arrived in (its
+``due_at``) has closed; then the exporter *cuts* the period: every unassigned row that
+arrived before the period's end is given the period's lease id (``file:<destination>:<start>``).
+From then on the period's file is exactly the rows with that lease id, so a retry, a
+crashed exporter's successor and ``gateway export --date`` all upload the same file, no
+event is in two files, and none is left out. A period is cut once; rows that arrive late
+(their transaction committed after the cut) go into the next period cut.
+
+Events stream from the store into a temporary file line by line, so memory does not grow
+with the size of a period. Failures, retries with backoff and deactivation are the
+delivery engine's (``dispatch.settle_failure``).
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as clock_time
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlencode
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from gateway import events as model
+from gateway import metrics
+from gateway.destinations import FILE_KINDS, file_target
+from gateway.dispatch import Lease, settle_failure, settle_success
+from gateway.errors import Conflict, DeliveryError, NotFound, Problem, ValidationError
+from gateway.runtime import Runtime
+from gateway.store.models import PENDING, Attempt, Destination, QueueItem, utcnow
+from gateway.store.models import Event as EventRow
+from gateway.store.rows import EVENT_COLUMNS, to_event
+from sinks.base import Receipt
+from sinks.ftp import FileTarget, uploader_for
+
+log = logging.getLogger(__name__)
+
+PERIODS = ("daily", "hourly")
+LINE_FORMATS = ("form", "csv", "jsonl")
+DEFAULT_FILE_NAMES = {"daily": "events-%Y%m%d.log", "hourly": "events-%Y%m%d-%H.log"}
+LEASE_PREFIX = "file:"
+# A period's rows stay leased this long while its file is written and uploaded. A day of a
+# busy account takes minutes, and a lease that ran out mid-upload would only make a second
+# exporter upload the same file again (harmless: same rows, atomic rename), so be generous.
+EXPORT_LEASE_SECONDS = 3600
+READ_CHUNK = 5000
+# How often a destination with nothing due is looked at anyway: picks up periods that
+# another process failed or abandoned, which this one has not seen.
+RECHECK_SECONDS = 300.0
+# A period is cut this long after it ends, so that rows of its last moments whose
+# transactions are still committing make it into its file rather than the next one.
+CUT_GRACE_SECONDS = 5.0
+GZIP_LEVEL = 6
+OnDeactivate = Callable[[int], None]
+_HH_MM = re.compile(r"\d\d:\d\d")
+
+
+def _problem(field: str, message: str) -> ValidationError:
+    return ValidationError([Problem(None, field, message)])
+
+
+def _time_of_day(value: object) -> clock_time:
+    if isinstance(value, str) and _HH_MM.fullmatch(value):
+        try:
+            return clock_time.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _problem("at", f"{value!r} is not a UTC time of day as HH:MM")
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open span of time [start, end) whose arrivals make up one file."""
+
+    start: datetime
+    end: datetime
+
+    def __str__(self) -> str:
+        return f"{model.iso(self.start)}..{model.iso(self.end)}"
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """How a file destination cuts its periods and writes its files."""
+
+    period: str
+    at: clock_time
+    file_name: str
+    line_format: str
+    gzip: bool
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> FilePlan:
+        """The plan a destination's settings describe; ValidationError naming the field when one is invalid."""
+        period = settings.get("period", "daily")
+        if period not in PERIODS:
+            raise _problem("period", f"{period!r} is not one of {', '.join(PERIODS)}")
+        if "at" in settings and period != "daily":
+            raise _problem("at", "applies to daily periods only")
+        at = _time_of_day(settings.get("at", "00:00"))
+        line_format = settings.get("line_format", "form")
+        if line_format not in LINE_FORMATS:
+            raise _problem("line_format", f"{line_format!r} is not one of {', '.join(LINE_FORMATS)}")
+        compress = settings.get("gzip", False)
+        if not isinstance(compress, bool):
+            raise _problem("gzip", "must be true or false")
+        file_name = settings.get("file_name") or DEFAULT_FILE_NAMES[period]
+        plan = cls(period, at, file_name, line_format, compress)
+        plan._check_file_name()
+        return plan
+
+    def _check_file_name(self) -> None:
+        if not isinstance(self.file_name, str) or len(self.file_name) > 200:
+            raise _problem("file_name", "must be a file name pattern of at most 200 characters")
+        first = self.period_of(datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc))
+        try:
+            names = [self.remote_name(first), self.remote_name(self.period_of(first.end))]
+        except ValueError as exc:
+            raise _problem("file_name", f"{self.file_name!r} is not a valid strftime pattern: {exc}") from None
+        if any(not n or "/" in n or "\\" in n or n.startswith(".") for n in names):
+            raise _problem("file_name", f"{self.file_name!r} must give a plain file name (no '/', no leading '.')")
+        if names[0] == names[1]:
+            token = "%H" if self.period == "hourly" else "%Y%m%d"
+            raise _problem("file_name", f"{self.file_name!r} names every {self.period} file alike; add {token}")
+
+    def period_of(self, moment: datetime) -> Period:
+        """The period ``moment`` falls in."""
+        moment = moment.astimezone(timezone.utc)
+        if self.period == "hourly":
+            start = moment.replace(minute=0, second=0, microsecond=0)
+            return Period(start, start + timedelta(hours=1))
+        start = moment.replace(hour=self.at.hour, minute=self.at.minute, second=0, microsecond=0)
+        if moment < start:
+            start -= timedelta(days=1)
+        return Period(start, start + timedelta(days=1))
+
+    def period_starting(self, day: date, hour: int | None = None) -> Period:
+        """The period of ``day`` (daily: from the cut time that day; hourly: the given hour of it)."""
+        if self.period == "hourly":
+            if hour is None or not 0 <= hour <= 23:
+                raise _problem("hour", "an hour from 0 to 23 is required for an hourly destination")
+            return self.period_of(datetime.combine(day, clock_time(hour), timezone.utc))
+        if hour is not None:
+            raise _problem("hour", "applies to hourly destinations only")
+        return self.period_of(datetime.combine(day, self.at, timezone.utc))
+
+    def remote_name(self, period: Period) -> str:
+        """The file's name on the server: the pattern's strftime tokens filled from the period's start."""
+        return period.start.strftime(self.file_name) + (".gz" if self.gzip else "")
+
+
+def lease_id(destination_id: int, period: Period) -> str:
+    """The lease id that names a destination's period: ``file:<destination>:<start, UTC>``."""
+    return f"{LEASE_PREFIX}{destination_id}:{period.start:%Y-%m-%dT%H:%MZ}"
+
+
+def _lease_range(destination_id: int) -> tuple[str, str]:
+    prefix = f"{LEASE_PREFIX}{destination_id}:"
+    return prefix, prefix[:-1] + ";"  # ';' follows ':', so [prefix, end) is every lease id of the destination
+
+
+def _period_start(lease: str) -> datetime:
+    return datetime.strptime(lease.split(":", 2)[2], "%Y-%m-%dT%H:%MZ").replace(tzinfo=timezone.utc)
+
+
+# --- the lines of a file
+
+
+def _form_line(event: model.Event) -> str:
+    return urlencode(model.to_form(event)) + "\n"
+
+
+def _json_line(event: model.Event) -> str:
+    return orjson.dumps(model.to_json(event)).decode() + "\n"
+
+
+_LINES: dict[str, Callable[[model.Event], str]] = {"form": _form_line, "jsonl": _json_line}
+
+
+def write_lines(events: Iterable[model.Event], out: IO[str], line_format: str) -> int:
+    """Write one line per event (CSV: a header first); returns how many events were written."""
+    count = 0
+    if line_format == "csv":
+        writer = csv.writer(out)
+        writer.writerow(model.CSV_COLUMNS)
+        for event in events:
+            writer.writerow(model.to_csv_row(event))
+            count += 1
+        return count
+    render = _LINES[line_format]
+    for event in events:
+        out.write(render(event))
+        count += 1
+    return count
+
+
+@contextmanager
+def _text_file(path: Path, compress: bool) -> Iterator[IO[str]]:
+    with open(path, "wb", buffering=1 << 20) as raw:
+        # No name and no time in the gzip header: the same rows give the same bytes.
+        binary: IO[bytes] = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,  # type: ignore[assignment]
+                                          compresslevel=GZIP_LEVEL) if compress else raw
+        with io.TextIOWrapper(binary, encoding="utf-8", newline="") as text:
+            yield text
+
+
+def write_file(events: Iterable[model.Event], path: Path, plan: FilePlan) -> int:
+    """Write a period's file (gzip-compressed if the plan says so); returns how many events it holds."""
+    with _text_file(path, plan.gzip) as out:
+        return write_lines(events, out, plan.line_format)
+
+
+def period_events(runtime: Runtime, lease: str) -> Iterator[model.Event]:
+    """The events of a cut period in arrival order, read in chunks so memory stays flat."""
+    query = (
+        select(QueueItem.id, *EVENT_COLUMNS)
+        .join(EventRow, EventRow.id == QueueItem.event_id)
+        .where(QueueItem.lease_id == lease)
+        .order_by(QueueItem.id)
+    )
+    if runtime.engine.dialect.name == "postgresql":
+        with runtime.engine.connect() as connection:
+            for row in connection.execution_options(yield_per=READ_CHUNK).execute(query):
+                yield to_event(row[1:])
+        return
+    # On SQLite every transaction holds the write lock (BEGIN IMMEDIATE, see store/db.py);
+    # short transactions paged by queue id let ingest and the dispatcher in between.
+    last = 0
+    while True:
+        with runtime.engine.connect() as connection:
+            rows = connection.execute(query.where(QueueItem.id > last).limit(READ_CHUNK)).all()
+        if not rows:
+            return
+        for row in rows:
+            yield to_event(row[1:])
+        last = rows[-1][0]
+
+
+# --- cutting periods and taking their rows
+
+
+def _last_cut(session: Session, destination_id: int) -> datetime | None:
+    """The start of the destination's latest period that was ever cut (its rows or its attempts say so)."""
+    low, high = _lease_range(destination_id)
+    queued = session.scalar(select(QueueItem.lease_id).where(QueueItem.lease_id >= low, QueueItem.lease_id < high)
+                            .order_by(QueueItem.lease_id.desc()).limit(1))
+    tried = session.scalar(select(func.max(Attempt.message_id)).where(
+        Attempt.destination_id == destination_id, Attempt.message_id >= low, Attempt.message_id < high))
+    latest = max((lease for lease in (queued, tried) if lease), default=None)
+    return _period_start(latest) if latest else None
+
+
+def _lease_rows(session: Session, destination_id: int, condition: Any, lease: str, now: datetime | None) -> None:
+    """Give the pending rows that match ``condition`` the period's lease id; with ``now``, also lease them from now."""
+    values: dict[str, Any] = {"lease_id": lease}
+    if now is not None:
+        values.update(state="leased", due_at=now + timedelta(seconds=EXPORT_LEASE_SECONDS),
+                      attempts=QueueItem.attempts + 1)
+    session.execute(update(QueueItem).where(QueueItem.destination_id == destination_id, PENDING, condition)
+                    .values(values), execution_options={"synchronize_session": False})
+
+
+def _cut_next(session: Session, destination_id: int, plan: FilePlan, closed_until: datetime,
+              now: datetime | None) -> str | None:
+    """Cut the oldest closed period (ending by ``closed_until``) that has unassigned rows; returns its lease id.
+
+    Rows that arrived in a period already cut go into the first period after it. With
+    ``now`` the rows are leased from then on (the caller uploads them); without, they stay
+    due for the exporter.
+    """
+    unassigned = (QueueItem.destination_id == destination_id, PENDING, QueueItem.lease_id.is_(None))
+    first = session.scalar(select(QueueItem.due_at).where(*unassigned, QueueItem.due_at < closed_until)
+                           .order_by(QueueItem.due_at).limit(1))
+    if first is None:
+        return None
+    period = plan.period_of(first)
+    last = _last_cut(session, destination_id)
+    if last is not None and period.start <= last:
+        period = plan.period_of(plan.period_of(last).end)
+    if period.end > closed_until:
+        return None
+    lease = lease_id(destination_id, period)
+    _lease_rows(session, destination_id, QueueItem.lease_id.is_(None) & (QueueItem.due_at < period.end), lease, now)
+    return lease
+
+
+def _attempts_of(session: Session, lease: str) -> int:
+    """Tries made before this one, as the engine's backoff counts them."""
+    taken = session.scalar(select(QueueItem.attempts).where(QueueItem.lease_id == lease, QueueItem.state == "leased")
+                           .limit(1))
+    return max(int(taken or 1) - 1, 0)
+
+
+def _take_next(session: Session, destination: Destination, plan: FilePlan, now: datetime) -> str | None:
+    """Lease the destination's oldest due period: one to retry, else the next closed one to cut."""
+    retry = session.scalar(
+        select(QueueItem.lease_id)
+        .where(QueueItem.destination_id == destination.id, PENDING, QueueItem.lease_id.is_not(None),
+               QueueItem.due_at <= now)
+        .order_by(QueueItem.lease_id).limit(1)
+    )
+    if retry is not None:
+        _lease_rows(session, destination.id, (QueueItem.lease_id == retry) & (QueueItem.due_at <= now), retry, now)
+        return retry
+    return _cut_next(session, destination.id, plan, _closed_until(plan, now), now)
+
+
+def _closed_until(plan: FilePlan, now: datetime) -> datetime:
+    """The end of the latest period that may be cut at ``now``."""
+    return plan.period_of(now - timedelta(seconds=CUT_GRACE_SECONDS)).start
+
+
+# --- uploading a period
+
+
+@dataclass(frozen=True)
+class _Counted:
+    """Stands for a period's events in a Lease: settling only counts them, and they are never all in memory."""
+
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def _upload(runtime: Runtime, destination_id: int, plan: FilePlan, target: FileTarget, lease: str, attempts: int,
+            on_deactivate: OnDeactivate | None) -> Receipt:
+    """Write the period's file from the store, upload it, and settle its rows; DeliveryError after a failure."""
+    period = plan.period_of(_period_start(lease))
+    name = plan.remote_name(period)
+    started, clock = utcnow(), time.monotonic()
+    count = 0
+    try:
+        spool = Path(runtime.settings.data_dir) / "exports"
+        spool.mkdir(parents=True, exist_ok=True)
+        # Spooled under the data directory, not /tmp, which is often memory (tmpfs).
+        with tempfile.TemporaryDirectory(prefix="export-", dir=spool) as directory:
+            path = Path(directory) / name
+            count = write_file(period_events(runtime, lease), path, plan)
+            receipt = uploader_for(target).upload(path, name)
+    except DeliveryError as error:
+        _fail(runtime, destination_id, lease, attempts, count, started, time.monotonic() - clock, error, on_deactivate)
+        raise
+    except Exception as exc:  # a bug or a local disk problem must not wedge the period: retry it later
+        log.exception("export of %s failed", lease)
+        error = DeliveryError(f"internal error: {exc}")
+        _fail(runtime, destination_id, lease, attempts, count, started, time.monotonic() - clock, error, on_deactivate)
+        raise error from exc
+    seconds = time.monotonic() - clock
+    metrics.LATENCY.observe(seconds)
+    detail = f"{count} events of {period}: {receipt.detail}"
+    with runtime.sessions.begin() as session:
+        held = Lease(destination_id, lease, _Counted(count), attempts)  # type: ignore[arg-type]
+        settle_success(session, held, started, seconds, receipt.status, detail)
+    return Receipt(receipt.status, receipt.excerpt, detail)
+
+
+def _fail(runtime: Runtime, destination_id: int, lease: str, attempts: int, count: int, started: datetime,
+          seconds: float, error: DeliveryError, on_deactivate: OnDeactivate | None) -> None:
+    with runtime.sessions.begin() as session:
+        held = Lease(destination_id, lease, _Counted(count), attempts)  # type: ignore[arg-type]
+        deactivated = settle_failure(session, held, started, seconds, error, runtime.settings)
+    if deactivated and on_deactivate is not None:
+        on_deactivate(destination_id)
+
+
+def _file_destination(session: Session, destination_id: int, lock: bool) -> tuple[Destination, FilePlan] | None:
+    # The row lock serialises cuts of one destination across processes (PostgreSQL); on
+    # SQLite the transaction's write lock already does.
+    destination = session.get(Destination, destination_id, with_for_update=lock or None)
+    if destination is None or destination.kind not in FILE_KINDS:
+        return None
+    return destination, FilePlan.from_settings(destination.settings)
+
+
+class Exporter:
+    """Exports every file destination's closed periods; the dispatcher runs it beside push delivery.
+
+    Remembers per destination when it next needs a look (its current period's end, a
+    retry's due time, or a periodic recheck), so that polling it often costs one query.
+    """
+
+    def __init__(self, runtime: Runtime, on_deactivate: OnDeactivate | None = None) -> None:
+        self.runtime = runtime
+        self._on_deactivate = on_deactivate
+        self._quiet: dict[int, tuple[datetime, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def due_destinations(self, now: datetime | None = None) -> list[int]:
+        """Active file destinations that may have a period to upload now."""
+        now = now or utcnow()
+        with self.runtime.sessions() as session:
+            found = session.execute(select(Destination.id, Destination.updated_at).where(
+                Destination.active.is_(True), Destination.kind.in_(FILE_KINDS)).order_by(Destination.id)).all()
+        with self._lock:
+            return [ident for ident, updated in found
+                    if not ((quiet := self._quiet.get(ident)) and quiet[0] == updated and now < quiet[1])]
+
+    def export_due(self, destination_id: int, now: datetime | None = None) -> int:
+        """Upload the destination's due periods, oldest first, until one fails; returns how many went up."""
+        now = now or utcnow()
+        uploaded = 0
+        recheck = now + timedelta(seconds=RECHECK_SECONDS)
+        updated = None
+        try:
+            while True:
+                with self.runtime.sessions.begin() as session:
+                    found = _file_destination(session, destination_id, lock=True)
+                    if found is None or not found[0].active:
+                        return uploaded
+                    destination, plan = found
+                    updated = destination.updated_at
+                    recheck = min(recheck, plan.period_of(_closed_until(plan, now)).end
+                                  + timedelta(seconds=CUT_GRACE_SECONDS))
+                    lease = _take_next(session, destination, plan, now)
+                    if lease is None:
+                        return uploaded
+                    attempts = _attempts_of(session, lease)
+                    target = file_target(destination)
+                try:
+                    _upload(self.runtime, destination_id, plan, target, lease, attempts, self._on_deactivate)
+                except DeliveryError:
+                    with self.runtime.sessions() as session:
+                        retry_at = session.scalar(select(func.min(QueueItem.due_at)).where(
+                            QueueItem.lease_id == lease, PENDING))
+                    if retry_at is not None:
+                        recheck = min(recheck, retry_at)
+                    return uploaded
+                uploaded += 1
+        finally:
+            if updated is not None:
+                with self._lock:
+                    self._quiet[destination_id] = (updated, recheck)
+
+    def run_due(self, now: datetime | None = None) -> int:
+        """Export every due period of every file destination, one destination after another; returns files uploaded."""
+        now = now or utcnow()
+        return sum(self.export_due(ident, now) for ident in self.due_destinations(now))
+
+
+def run_due(runtime: Runtime, on_deactivate: OnDeactivate | None = None) -> int:
+    """One pass of a fresh Exporter (for one-shot runs); a long-running loop should keep one Exporter."""
+    return Exporter(runtime, on_deactivate).run_due()
+
+
+def export_period(runtime: Runtime, destination_id: int, day: date, hour: int | None = None, *,
+                  account_id: int | None = None, on_deactivate: OnDeactivate | None = None,
+                  now: datetime | None = None) -> Receipt:
+    """Regenerate one closed period's file from the store and upload it again (``gateway export --date``).
+
+    The file holds every row the period was cut with, delivered or not, so it is the same
+    file the scheduled export uploaded. A period not cut yet is cut first. Raises NotFound
+    when the store holds no events of the period (none arrived, or they were purged), so
+    a good file on the server is never replaced by an empty one.
+    """
+    now = now or utcnow()
+    with runtime.sessions.begin() as session:
+        found = _file_destination(session, destination_id, lock=True)
+        if found is None or (account_id is not None and found[0].account_id != account_id):
+            raise NotFound("file destination", destination_id)
+        destination, plan = found
+        period = plan.period_starting(day, hour)
+        if period.end > now:
+            raise _problem("date", f"the period {period} has not ended yet")
+        lease = lease_id(destination_id, period)
+        if session.scalar(select(QueueItem.id).where(QueueItem.lease_id == lease).limit(1)) is not None:
+            if session.scalar(select(QueueItem.id).where(QueueItem.lease_id == lease, QueueItem.state == "leased",
+                                                         QueueItem.due_at > now).limit(1)) is not None:
+                raise Conflict(f"the file of {period} is being uploaded right now; try again when that is done")
+            _lease_rows(session, destination_id, QueueItem.lease_id == lease, lease, now)
+        else:
+            cut = _cut_next(session, destination_id, plan, period.end, None)
+            while cut is not None and cut != lease:  # older uncut periods are cut first, left to the exporter
+                cut = _cut_next(session, destination_id, plan, period.end, None)
+            if cut is None:
+                raise NotFound(f"events of the period {period} for destination", destination_id)
+            _lease_rows(session, destination_id, QueueItem.lease_id == lease, lease, now)
+        attempts = _attempts_of(session, lease)
+        target = file_target(destination)
+    return _upload(runtime, destination_id, plan, target, lease, attempts, on_deactivate)

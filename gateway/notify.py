@@ -1,0 +1,72 @@
+"""Operational notices by email: an account's notice address, and the mail sent when a destination is deactivated.
+
+The notice itself is always recorded in the store (``GET /api/v1/notifications``) by the
+engine; the email is a courtesy on top and never makes anything fail.
+"""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import events as model
+from gateway.destinations import smtp_settings
+from gateway.errors import DeliveryError, NotFound, ValidationError
+from gateway.runtime import Runtime
+from gateway.store.models import Account, Destination, Notice
+from sinks.email import EmailSink
+
+log = logging.getLogger(__name__)
+
+
+def check_address(value: object, field: str = "email") -> str:
+    """``value`` as an email address; ValidationError naming ``field`` otherwise."""
+    try:
+        # The event model's own address rule, so recipients and event emails are checked alike.
+        return model._check_email(model.FIELDS_BY_NAME["email"], value)
+    except ValueError as exc:
+        raise ValidationError(str(exc), field) from None
+
+
+def set_notice_address(session: Session, account_id: int, address: str | None) -> None:
+    """Mail the account's operational notices to ``address`` (None: stop mailing them)."""
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound("account", account_id)
+    account.notify_email = check_address(address) if address is not None else None
+
+
+def notify_deactivated(runtime: Runtime, destination_id: int) -> bool:
+    """Mail the account owner that the destination was deactivated; True when a mail went out.
+
+    Sends nothing when the account has no notice address or no SMTP host is configured.
+    Never raises: this runs on the delivery engine's threads, and a failure is only logged.
+    """
+    try:
+        with runtime.sessions() as session:
+            found = session.execute(
+                select(Destination, Account).join(Account, Account.id == Destination.account_id)
+                .where(Destination.id == destination_id)
+            ).first()
+            if found is None:
+                return False
+            destination, account = found.tuple()
+            if not account.notify_email or not runtime.settings.smtp_host:
+                return False
+            message = session.scalar(
+                select(Notice.message).where(Notice.destination_id == destination_id, Notice.kind == "deactivated")
+                .order_by(Notice.id.desc()).limit(1)
+            ) or f"destination #{destination.id} ({destination.kind} {destination.name}) was deactivated."
+        sink = EmailSink(smtp_settings(runtime.settings), recipients=[account.notify_email], account=account.name)
+        sink.send_notice(
+            f"[eventgw] {destination.kind} destination #{destination.id} of {account.name} was deactivated",
+            f"Account: {account.name}\nDestination: #{destination.id} {destination.kind} {destination.name}\n\n"
+            f"{message}\n",
+        )
+        return True
+    except DeliveryError as exc:
+        log.warning("could not mail the deactivation notice of destination #%s: %s", destination_id, exc)
+    except Exception:
+        log.exception("could not mail the deactivation notice of destination #%s", destination_id)
+    return False
