@@ -40,7 +40,8 @@ class Settings:
     dispatch_lease_seconds: int = 120
     dispatch_concurrency: int = 8
     http_timeout_seconds: float = 10.0
-    retry_schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    # Delays before each retry; the first attempt is immediate (about a day in all).
+    retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
     deactivate_after_seconds: int = 86_400
     deactivate_after_failures: int = 0
     max_retry_after_seconds: int = 3600

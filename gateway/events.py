@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from gateway.errors import Problem, ValidationError
 
 
@@ -403,7 +405,9 @@ def from_csv_record(record: Mapping[str, str]) -> dict[str, Any]:
             continue
         if key == "data":
             try:
-                loaded = json.loads(value)
+                # orjson, as for JSON bodies and JSON Lines: the store writes data with orjson,
+                # so integers beyond 64 bits must arrive as floats here too, not as ints.
+                loaded = orjson.loads(value)
             except ValueError:
                 loaded = value
             if isinstance(loaded, dict):
@@ -414,8 +418,8 @@ def from_csv_record(record: Mapping[str, str]) -> dict[str, Any]:
             data[key[5:]] = value
         else:
             raw[key] = value
-    if data:
-        raw["data"] = {**data, **(raw["data"] if isinstance(raw.get("data"), dict) else {})}
+    if data and "data" not in raw:  # a `data` column that is not an object stays, to be refused
+        raw["data"] = data
     return raw
 
 

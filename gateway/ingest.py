@@ -81,10 +81,7 @@ def _sqlite_row(account_id: int, received: str, event: model.Event) -> tuple[Any
         if values[position] is not None:
             values[position] = sqlite_time(values[position])
     if values[_DATA_POSITION] is not None:
-        try:
-            values[_DATA_POSITION] = orjson.dumps(values[_DATA_POSITION]).decode()
-        except TypeError:  # orjson cannot write integers beyond 64 bits; json can
-            values[_DATA_POSITION] = json.dumps(values[_DATA_POSITION])
+        values[_DATA_POSITION] = orjson.dumps(values[_DATA_POSITION]).decode()
     return (account_id, event["id"], received, *values)
 
 

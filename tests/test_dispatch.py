@@ -16,21 +16,20 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
-import requests
 from sqlalchemy import select
 
 from gateway import webhooks
 from gateway.accounts import NewAccount, create_account
+from gateway.app import create_app
 from gateway.dispatch import Dispatcher, lease
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
 from gateway.stats import account_stats
 from gateway.store.models import Destination, QueueItem, utcnow
-from tests.conftest import PASSWORD, LiveServer, make_runtime
+from tests.conftest import PASSWORD, make_runtime
 from tests.fixtures.http_receiver import Receiver, Reply, Request
 
 SECRET = "whsec_" + base64.b64encode(b"a webhook secret of 32 bytes...!").decode()
-TIMEOUT = 30
 Tuned = Callable[..., tuple[Runtime, NewAccount]]
 
 
@@ -70,20 +69,11 @@ def pending(runtime: Runtime, account_id: int, destination_id: int) -> int:
         return account_stats(session, account_id)["pending"][str(destination_id)]["pending"]  # type: ignore[no-any-return]
 
 
-def get_json(url: str) -> Any:
-    """GET ``url`` as acme; the answer's JSON (its connection is gone when this returns)."""
-    answer = requests.get(url, auth=("acme", PASSWORD), timeout=TIMEOUT)
-    assert answer.status_code == 200
-    return answer.json()
-
-
 def notifications(runtime: Runtime) -> list[dict[str, Any]]:
-    """GET /api/v1/notifications of acme, over real HTTP."""
-    server = LiveServer(runtime)
-    try:
-        return get_json(f"{server.url}/api/v1/notifications")["notifications"]  # type: ignore[no-any-return]
-    finally:
-        server.close()
+    """GET /api/v1/notifications of acme, through the web application."""
+    answer = create_app(runtime).test_client().get("/api/v1/notifications", auth=("acme", PASSWORD))
+    assert answer.status_code == 200
+    return answer.get_json()["notifications"]  # type: ignore[no-any-return]
 
 
 def signature_ok(request: Request, secret: str) -> bool:

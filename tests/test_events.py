@@ -299,6 +299,13 @@ def test_csv_data_columns_and_data_json_are_merged() -> None:
                    "data": {"esp_name": "SES", "profile": "p1"}}
 
 
+@pytest.mark.parametrize("column", ["[1, 2]", '{"score": NaN}', "{not json"])
+def test_a_csv_data_column_that_is_not_an_object_is_refused(column: str) -> None:
+    raw = model.from_csv_record({"id": "e1", "type": "OPEN", "occurred_at": "1795515300", "email": "a@example.com",
+                                 "data.esp_name": "SES", "data": column})
+    assert problem_fields(raw) == [(3, "data")]
+
+
 def test_legacy_headers_of_open_and_click_are_the_documented_strings() -> None:
     assert model.legacy_header("OPEN") == "type, email, messageName, deliveryDate"
     assert model.legacy_header("CLICK") == "type,email,Message Name,Delivery Date,Click Url,Click Date"
