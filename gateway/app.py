@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from gateway.api import errors, ingest, metrics, pull, stats, webhooks
+from gateway.api import destinations, errors, ingest, metrics, pull, stats, webhooks
 from gateway.runtime import Runtime
 from gateway.soap import legacy, typed
 
@@ -16,7 +16,7 @@ def create_app(runtime: Runtime) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["eventgw"] = runtime
     errors.register(app)
-    for module in (ingest, pull, stats, webhooks, metrics, legacy):
+    for module in (ingest, pull, stats, webhooks, destinations, metrics, legacy):
         app.register_blueprint(module.blueprint)
     soap = {typed.PATH: typed.make_wsgi(runtime)}
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, soap)  # type: ignore[method-assign]

@@ -115,12 +115,17 @@ def account() -> None:
 @click.argument("name")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
               help="The account's password (asked for when not given).")
+@click.option("--email", help="Where operational notices (a destination deactivated, say) are mailed.")
 @click.pass_context
-def account_create(ctx: click.Context, name: str, password: str) -> None:
+def account_create(ctx: click.Context, name: str, password: str, email: str | None) -> None:
     """Create an account; prints its id and an API key (shown only this once)."""
+    from gateway.notify import set_notice_address
+
     runtime = _runtime(ctx)
     with runtime.sessions.begin() as session:
         created = create_account(session, name, password)
+        if email is not None:
+            set_notice_address(session, created.id, email)
     click.echo(f"account {created.name} created with id {created.id}")
     click.echo(f"api key: {created.api_key}")
 
@@ -205,5 +210,139 @@ def pull(url: str, account_name: str, password: str, types: str, out: Path, limi
     from gateway.pull_client import EventsClient, pull_to_csv
 
     wanted = [name for name in types.split(",") if name.strip()]
-    summary = pull_to_csv(EventsClient(url), account_name, password, wanted, out, limit=limit, peek=peek)
+    with EventsClient(url) as client:
+        summary = pull_to_csv(client, account_name, password, wanted, out, limit=limit, peek=peek)
     click.echo(f"{summary.events} events in {summary.batches} batches written to {out}")
+
+
+@main.command("export")
+@click.option("--destination", "destination_id", type=int, required=True, help="The file destination's id.")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="The period's day, e.g. 2026-11-20 (a daily period starts at the destination's cut time).")
+@click.option("--hour", type=click.IntRange(0, 23), help="The hour of an hourly destination's period (UTC).")
+@click.pass_context
+def export_command(ctx: click.Context, destination_id: int, day: Any, hour: int | None) -> None:
+    """Regenerate one closed period's file from the store and upload it again."""
+    from gateway.export import export_period
+
+    receipt = export_period(_runtime(ctx), destination_id, day.date(), hour)
+    click.echo(receipt.detail)
+
+
+@main.group()
+def destination() -> None:
+    """Manage email and file (FTP, FTPS, SFTP) destinations."""
+
+
+def _read(path: Path | None) -> str | None:
+    return path.read_text(encoding="utf-8") if path is not None else None
+
+
+@destination.command("create")
+@click.option("--account", "account_name", required=True, help="The account the destination belongs to.")
+@click.option("--kind", type=click.Choice(["email", "ftp", "sftp"]), required=True)
+@click.option("--events", required=True, help="Event types routed to it, comma-separated, e.g. OPEN,CLICK.")
+@click.option("--recipient", "recipients", multiple=True, help="email: a recipient (repeat for several).")
+@click.option("--subject", help="email: subject template with {count} and {account}.")
+@click.option("--interval", type=int, help="email: send at most one round of messages per this many seconds.")
+@click.option("--max-events", type=int, help="email: events per message at most.")
+@click.option("--protocol", type=click.Choice(["ftp", "ftps"]), help="ftp: plain FTP or FTPS (explicit TLS).")
+@click.option("--host", help="ftp/sftp: the server's host name or address.")
+@click.option("--port", type=int, help="ftp/sftp: the server's port (default 21 or 22).")
+@click.option("--username", help="ftp/sftp: the login name.")
+@click.option("--password", envvar="EVENTGW_DESTINATION_PASSWORD",
+              help="ftp/sftp: the login password (default: $EVENTGW_DESTINATION_PASSWORD).")
+@click.option("--private-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="sftp: a private key file (OpenSSH or PEM).")
+@click.option("--passphrase", help="sftp: the private key's passphrase.")
+@click.option("--known-hosts-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="sftp: known_hosts lines of the server (ssh-keyscan -p PORT HOST prints them).")
+@click.option("--remote-dir", help="ftp/sftp: the directory files go into.")
+@click.option("--file-name", help="ftp/sftp: file name pattern with strftime tokens (default events-%Y%m%d.log).")
+@click.option("--period", type=click.Choice(["daily", "hourly"]), help="ftp/sftp: one file per day or hour.")
+@click.option("--at", "cut_at", help="ftp/sftp: the UTC time of day a daily file is cut, HH:MM (default 00:00).")
+@click.option("--line-format", type=click.Choice(["form", "csv", "jsonl"]), help="ftp/sftp: default form.")
+@click.option("--gzip/--no-gzip", "compress", default=None, help="ftp/sftp: gzip the files (.gz is appended).")
+@click.option("--ca-file", help="ftps: a PEM file of CA certificates to trust.")
+@click.option("--no-verify-tls", is_flag=True, help="ftps: do not verify the server's certificate.")
+@click.option("--test", is_flag=True, help="Test the destination first; do not create it if the test fails.")
+@click.pass_context
+def destination_create(ctx: click.Context, account_name: str, kind: str, events: str, recipients: tuple[str, ...],
+                       subject: str | None, interval: int | None, max_events: int | None, protocol: str | None,
+                       host: str | None, port: int | None, username: str | None, password: str | None,
+                       private_key_file: Path | None, passphrase: str | None, known_hosts_file: Path | None,
+                       remote_dir: str | None, file_name: str | None, period: str | None, cut_at: str | None,
+                       line_format: str | None, compress: bool | None, ca_file: str | None, no_verify_tls: bool,
+                       test: bool) -> None:
+    """Create an email or file destination and route event types to it."""
+    from gateway import destination_admin as admin
+
+    given = {
+        "recipients": list(recipients) or None, "subject": subject, "interval_seconds": interval,
+        "batch_max_events": max_events, "protocol": protocol, "host": host, "port": port, "username": username,
+        "password": password, "private_key": _read(private_key_file), "private_key_passphrase": passphrase,
+        "known_hosts": _read(known_hosts_file), "remote_dir": remote_dir, "file_name": file_name,
+        "period": period, "at": cut_at, "line_format": line_format, "gzip": compress, "ca_file": ca_file,
+        "verify_tls": False if no_verify_tls else None,
+    }
+    payload = {"kind": kind, "events": events.split(","), **{k: v for k, v in given.items() if v is not None}}
+    runtime = _runtime(ctx)
+    with runtime.sessions.begin() as session:
+        account_id = account_by_name(session, account_name).id
+        created = admin.create(session, account_id, payload)
+        if test:
+            outcome = admin.probe(created, runtime.settings)
+            if not outcome["ok"]:
+                session.rollback()
+                raise click.ClickException(f"the test failed, nothing was created: {outcome['error']}")
+        shown = admin.view(session, created)
+    click.echo(f"destination #{shown['id']} ({kind} {shown['name']}) created for {', '.join(shown['events'])}")
+
+
+@destination.command("list")
+@click.option("--account", "account_name", required=True, help="The account whose destinations to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as GET /api/v1/destinations does.")
+@click.pass_context
+def destination_list(ctx: click.Context, account_name: str, as_json: bool) -> None:
+    """The account's email and file destinations (secrets are never shown)."""
+    from gateway import destination_admin as admin
+
+    with _runtime(ctx).sessions() as session:
+        account_id = account_by_name(session, account_name).id
+        shown = [admin.view(session, d) for d in admin.list_destinations(session, account_id)]
+    if as_json:
+        click.echo(json.dumps({"destinations": shown}, indent=2))
+        return
+    for item in shown:
+        state = "" if item["active"] else " (deactivated)"
+        click.echo(f"#{item['id']} {item['kind']:<6}{item['name']}  [{','.join(item['events'])}]{state}")
+
+
+@destination.command("test")
+@click.option("--account", "account_name", required=True, help="The account the destination belongs to.")
+@click.argument("destination_id", type=int)
+@click.pass_context
+def destination_test(ctx: click.Context, account_name: str, destination_id: int) -> None:
+    """Send a test email, or upload and remove a test file; exits 1 when that fails."""
+    from gateway import destination_admin as admin
+
+    runtime = _runtime(ctx)
+    with runtime.sessions() as session:
+        outcome = admin.probe(admin.get(session, account_by_name(session, account_name).id, destination_id),
+                              runtime.settings)
+    if not outcome["ok"]:
+        raise click.ClickException(f"test failed: {outcome['error']}")
+    click.echo(f"test passed: {outcome['detail']}")
+
+
+@destination.command("delete")
+@click.option("--account", "account_name", required=True, help="The account the destination belongs to.")
+@click.argument("destination_id", type=int)
+@click.pass_context
+def destination_delete(ctx: click.Context, account_name: str, destination_id: int) -> None:
+    """Delete a destination; its event types go back to the pull queue if nothing else receives them."""
+    from gateway import destination_admin as admin
+
+    with _runtime(ctx).sessions.begin() as session:
+        admin.remove(session, admin.get(session, account_by_name(session, account_name).id, destination_id))
+    click.echo(f"destination #{destination_id} deleted")

@@ -126,7 +126,9 @@ class FilePlan:
     def _check_file_name(self) -> None:
         if not isinstance(self.file_name, str) or len(self.file_name) > 200:
             raise _problem("file_name", "must be a file name pattern of at most 200 characters")
-        first = self.period_of(datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc))
+        # Two consecutive periods within one month and day: only a name with the period's own
+        # tokens (%d for daily, %H for hourly) tells them apart.
+        first = self.period_of(datetime(2026, 1, 1, 5, 30, tzinfo=timezone.utc))
         try:
             names = [self.remote_name(first), self.remote_name(self.period_of(first.end))]
         except ValueError as exc:

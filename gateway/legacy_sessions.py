@@ -40,11 +40,12 @@ def resolve(sessions: sessionmaker[Session], context_id: str | None, idle_second
         found = session.get(LegacySession, context_id)
         if found is None:
             raise AuthError("unknown session")
-        if now - found.last_seen_at > timedelta(seconds=idle_seconds):
-            session.delete(found)
-            raise AuthError("session expired")
-        found.last_seen_at = now
-        return found.account_id
+        if now - found.last_seen_at <= timedelta(seconds=idle_seconds):
+            found.last_seen_at = now
+            return found.account_id
+        # Raised after the commit: raising inside would roll the delete back.
+        session.delete(found)
+    raise AuthError("session expired")
 
 
 def logout(sessions: sessionmaker[Session], context_id: str | None) -> None:

@@ -51,7 +51,7 @@ def notify_deactivated(runtime: Runtime, destination_id: int) -> bool:
             ).first()
             if found is None:
                 return False
-            destination, account = found.tuple()
+            destination, account = found
             if not account.notify_email or not runtime.settings.smtp_host:
                 return False
             message = session.scalar(

@@ -97,7 +97,8 @@ class EventsClient:
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
         address = self.url + SERVICE_PATH
-        transport = Transport(session=requests.Session(), timeout=timeout, operation_timeout=OPERATION_TIMEOUT)
+        self._http = requests.Session()
+        transport = Transport(session=self._http, timeout=timeout, operation_timeout=OPERATION_TIMEOUT)
         try:
             self._client = zeep.Client(address + "?wsdl", transport=transport)
         except (requests.RequestException, zeep.exceptions.Error) as exc:
@@ -105,6 +106,16 @@ class EventsClient:
         # The WSDL names the gateway's configured public URL; talk to the one we were given.
         binding = next(iter(self._client.wsdl.bindings))
         self._service = self._client.create_service(binding, address)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def __enter__(self) -> EventsClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _call(self, operation: str, **arguments: Any) -> Any:
         try:

@@ -75,7 +75,7 @@ def routes_table(session: Session, account_id: int) -> dict[str, list[dict[str, 
         .join(Destination, Destination.id == Route.destination_id)
         .where(Route.account_id == account_id)
         .order_by(Destination.id)
-    ).tuples():
+    ):
         table[event_type].append({"id": destination.id, "kind": destination.kind, "name": destination.name,
                                   "active": destination.active})
     return table

@@ -36,12 +36,21 @@ def _check_url(value: Any) -> str:
 
 
 def _check_events(value: Any) -> list[str]:
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list):
         raise _problem("events", "must be a non-empty list of event types")
     try:
-        return model.parse_types(value)
+        types = model.parse_types(value)
     except ValueError as exc:
         raise _problem("events", str(exc)) from None
+    if not types:  # parse_types skips blank names, so [""] would route nothing
+        raise _problem("events", "must be a non-empty list of event types")
+    return types
+
+
+def _check_app(value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and len(value) <= 200):
+        raise _problem("app", "must be a string of at most 200 characters")
+    return value
 
 
 def _check_settings(payload: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,11 +130,8 @@ def create(session: Session, account_id: int, payload: Mapping[str, Any]) -> Des
     """Create a webhook and route its event types to it (taking them out of the pull queue's defaults)."""
     types = _check_events(payload.get("events"))
     settings = _check_settings(payload, {})
-    app = payload.get("app")
-    if app is not None and not isinstance(app, str):
-        raise _problem("app", "must be a string")
-    destination = Destination(account_id=account_id, kind="http", name=settings["url"][:200], app=app,
-                              settings=settings)
+    destination = Destination(account_id=account_id, kind="http", name=settings["url"][:200],
+                              app=_check_app(payload.get("app")), settings=settings)
     session.add(destination)
     session.flush()
     routing.add_routes(session, account_id, destination.id, types)
@@ -138,7 +144,7 @@ def update_webhook(session: Session, account_id: int, webhook_id: int, payload: 
     destination.settings = _check_settings(payload, destination.settings)
     destination.name = destination.settings["url"][:200]
     if "app" in payload:
-        destination.app = payload["app"]
+        destination.app = _check_app(payload["app"])
     if "events" in payload:
         types = _check_events(payload["events"])
         routing.remove_routes(session, account_id, webhook_id,

@@ -201,13 +201,17 @@ def test_single_formats_post_one_signed_request_per_event(
 
 
 def test_a_failed_batch_is_retried_with_the_same_webhook_id(
-    runtime: Runtime, account: NewAccount, http_receiver: Receiver, dispatchers: Callable[[Runtime], Dispatcher]
+    tuned: Tuned, http_receiver: Receiver, dispatchers: Callable[[Runtime], Dispatcher]
 ) -> None:
+    runtime, account = tuned(retry_schedule=(0.2,))
     hook = add_webhook(runtime, account.id, http_receiver.url)
     http_receiver.queue([Reply(500, b"try later")])
     ingest(runtime, account.id, [raw("e1"), raw("e2")])
+    dispatcher = dispatchers(runtime)
 
-    dispatchers(runtime).drain()
+    dispatcher.drain()
+    assert len(http_receiver.requests) == 1
+    until(lambda: pending(runtime, account.id, hook) == 0, dispatcher)
 
     failed, retried = http_receiver.requests
     assert failed.headers["webhook-id"] == retried.headers["webhook-id"]
@@ -304,14 +308,15 @@ def test_a_hanging_endpoint_fails_after_its_timeout_with_a_clear_message(
 
 
 def test_the_attempt_log_keeps_status_duration_and_a_bounded_excerpt(
-    runtime: Runtime, account: NewAccount, http_receiver: Receiver, dispatchers: Callable[[Runtime], Dispatcher]
+    tuned: Tuned, http_receiver: Receiver, dispatchers: Callable[[Runtime], Dispatcher]
 ) -> None:
+    runtime, account = tuned(retry_schedule=(0.1,))
     hook = add_webhook(runtime, account.id, http_receiver.url)
     http_receiver.queue([Reply(503, b"\x1b[31mdown\x00 " + b"x" * 200_000, delay=0.1)])
     http_receiver.respond(200, b"thanks")
     ingest(runtime, account.id, [raw("e1"), raw("e2")])
 
-    dispatchers(runtime).drain()
+    until(lambda: pending(runtime, account.id, hook) == 0, dispatchers(runtime))
 
     failed, delivered = attempt_log(runtime, account.id, hook)
     assert (failed["outcome"], failed["status"], failed["events"]) == ("failed", 503, 2)

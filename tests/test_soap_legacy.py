@@ -1,4 +1,4 @@
-"""The legacy handleRequest endpoint against a running server: PHP SoapClient, zeep, raw envelopes, errors, hardening."""
+"""The legacy handleRequest endpoint on a running server: PHP SoapClient, zeep, raw envelopes, errors, hardening."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ from gateway import events as model
 from gateway.accounts import NewAccount, create_account
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
+from gateway.store.models import LegacySession
 from tests.conftest import PASSWORD, LiveServer, make_runtime
+from tests.fixtures.http_receiver import Receiver
 
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 PAINT_NS = "urn:localhost-paint"
@@ -60,10 +62,10 @@ class Paint:
     account: NewAccount
     url: str
 
-    def post(self, body: bytes | str, path: str = "/paint", **options: Any) -> requests.Response:
-        """POST a body as raw-XML clients do: text/xml and no SOAPAction."""
+    def post(self, body: bytes | str | Iterator[bytes], path: str = "/paint") -> requests.Response:
+        """POST a body as raw-XML clients do: text/xml and no SOAPAction (an iterator goes chunked)."""
         data = body.encode() if isinstance(body, str) else body
-        response = requests.post(self.url + path, data=data, headers=XML_HEADERS, timeout=60, **options)
+        response = requests.post(self.url + path, data=data, headers=XML_HEADERS, timeout=60)
         assert "SOAPAction" not in response.request.headers
         assert b"Traceback" not in response.content
         return response
@@ -73,6 +75,7 @@ class Paint:
         return result_of(self.post(body, path))
 
     def login(self, name: str = "acme", password: str = PASSWORD) -> str:
+        """Log in with the documented envelope; the context id."""
         result = self.call(login_envelope(name, password))
         assert result["result"] == "success", result
         context_id: str = result["resultData"]["bus_entity_context"]["beanId"]
@@ -83,13 +86,14 @@ class Paint:
         return self.call(envelope(context_id, "bus_facade_eventNotification", "getBatch", None, process_data))
 
     def store(self, count: int, *, seed: int = 1, prefix: str = "evt", account_id: int | None = None,
-              start: Any = None) -> list[model.Event]:
+              start: datetime | None = None) -> list[model.Event]:
+        """Ingest generated events for acme (or ``account_id``); see store()."""
         return store(self.runtime, self.account.id if account_id is None else account_id,
                      count, seed=seed, prefix=prefix, start=start)
 
 
 def store(runtime: Runtime, account_id: int, count: int, *, seed: int = 1, prefix: str = "evt",
-          start: Any = None) -> list[model.Event]:
+          start: datetime | None = None) -> list[model.Event]:
     """Ingest ``count`` generated events; the events as the store holds them, in arrival order."""
     raws = list(generate(count, seed=seed, start=start, prefix=prefix))
     assert ingest_request(runtime.sessions, account_id, raws).accepted == count
@@ -199,7 +203,7 @@ DOCUMENTED_GET_BATCH = ENCODED_HEAD + """<ns1:handleRequest>
     <item><key xsi:type="xsd:string">maxNotifications</key><value xsi:type="xsd:int">1000</value></item>
     <item><key xsi:type="xsd:string">markAsReadInd</key><value xsi:type="xsd:string">N</value></item>
   </processData>
-</ns1:handleRequest>""" + TAIL
+</ns1:handleRequest>""" + TAIL  # noqa: E501 (verbatim)
 
 # The documentation's comments, and the raw-XML tester's whitespace-only entityData, nil
 # maxNotifications and undocumented extra keys (Get Batch.xml).
@@ -269,7 +273,7 @@ def literal_pairs(name: str, mapping: Mapping[str, Any] | None) -> str:
         return f'<{name} xsi:nil="true"/>'
     pairs = "".join(
         f"<ns2:pairs><ns2:key>{escape(key)}</ns2:key><ns2:value>"
-        + (literal_pairs("ns2:arr", value) if isinstance(value, Mapping) else f"<ns2:str>{escape(str(value))}</ns2:str>")
+        + (literal_pairs("ns2:arr", value) if isinstance(value, Mapping) else f"<ns2:str>{escape(value)}</ns2:str>")
         + "</ns2:value></ns2:pairs>"
         for key, value in mapping.items()
     )
@@ -291,6 +295,7 @@ def literal_envelope(context_id: str | None, class_name: str, process_name: str,
 
 
 def login_envelope(name: str, password: str) -> str:
+    """The documented login request with these credentials."""
     return DOCUMENTED_LOGIN.format(user=escape(name), password=escape(password))
 
 
@@ -365,7 +370,13 @@ def fault_of(response: requests.Response, status: int = 500) -> tuple[str, str]:
     return fault.findtext("faultcode") or "", fault.findtext("faultstring") or ""
 
 
+def system_error(message: str = CONTEXT_NOT_FOUND) -> dict[str, Any]:
+    """The Result of a bean_exception_system, by default the unknown-session one."""
+    return {"result": "bean_exception_system", "resultData": message}
+
+
 def batch_of(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The eventNotificationBatch bean of a successful getBatch Result."""
     assert result["result"] == "success", result
     batch: dict[str, Any] = result["resultData"]["bus_entity_eventNotificationBatch"]
     return batch
@@ -380,6 +391,7 @@ def rows_of(batch: Mapping[str, Any]) -> list[list[str]]:
 
 
 def legacy_rows(events: Sequence[model.Event], types: Sequence[str] | None = None) -> list[list[str]]:
+    """The legacy CSV rows of these events (of these types only), in order."""
     return [model.to_legacy_row(event) for event in events if types is None or event["type"] in types]
 
 
@@ -395,10 +407,10 @@ PHP = shutil.which("php")
 
 def php_problem() -> str | None:
     if PHP is None:
-        return "php is not installed (CI installs php-cli and php-soap)"
+        return "php is not installed (the test setup installs php-cli and php-soap)"
     modules = subprocess.run([PHP, "-m"], capture_output=True, text=True, check=False).stdout.split()
     if "soap" not in modules:
-        return "PHP's soap extension is not installed (CI installs php-soap)"
+        return "PHP's soap extension is not installed (the test setup installs php-soap)"
     return None
 
 
@@ -407,6 +419,7 @@ needs_php = pytest.mark.skipif(PHP_PROBLEM is not None, reason=PHP_PROBLEM or ""
 
 
 def run_php_pull(wsdl_url: str, user: str, password: str, marks: str) -> dict[str, Any]:
+    """Run tests/php/pull.php; what it printed."""
     assert PHP is not None
     done = subprocess.run([PHP, str(PHP_PULL), wsdl_url, user, password, marks],
                           capture_output=True, text=True, timeout=60, check=False)
@@ -433,8 +446,7 @@ def test_php_soap_client_pulls_with_n_then_y(paint: Paint) -> None:
     assert after == {"markAsReadInd": "N", "eventCount": 0, "eventMeta": [], "eventData": ""}
     assert output["logout"] == {"result": "success"}
     # The session is gone, and only OPEN and CLICK were marked.
-    assert paint.get_batch(output["contextId"]) == {"result": "bean_exception_system",
-                                                   "resultData": CONTEXT_NOT_FOUND}
+    assert paint.get_batch(output["contextId"]) == system_error()
     rest = paint.get_batch(paint.login(), markAsReadInd="N")
     assert rows_of(batch_of(rest)) == [row for row in legacy_rows(stored) if row[0] not in ("OPEN", "CLICK")]
 
@@ -530,7 +542,7 @@ def test_zeep_login_pull_and_logout(paint: Paint, flavour: str, wsdl: str) -> No
     assert pulls[0]["eventCount"] == (len(expected) if flavour == "encoded" else str(len(expected)))
     assert rows_of(after) == [] and after["eventMeta"] in ({}, [])
     assert logout == {"result": "success"}
-    assert gone == {"result": "bean_exception_system", "resultData": CONTEXT_NOT_FOUND}
+    assert gone == system_error()
 
 
 # -- 3. the documented envelopes, posted raw with no SOAPAction ---------------------------
@@ -561,9 +573,7 @@ def test_documented_envelopes(paint: Paint, path: str) -> None:
     assert rows_of(left) == legacy_rows(stored, ("DELIVERY",))
 
     assert paint.call(CWORK_LOGOUT.format(context=context_id), path) == {"result": "success"}
-    assert paint.call(DOCUMENTED_GET_BATCH.format(context=context_id), path) == {
-        "result": "bean_exception_system", "resultData": CONTEXT_NOT_FOUND,
-    }
+    assert paint.call(DOCUMENTED_GET_BATCH.format(context=context_id), path) == system_error()
 
 
 LOGIN_NULL_FORMS = {
@@ -585,11 +595,24 @@ def test_login_with_the_null_forms_clients_send(paint: Paint) -> None:
         assert CONTEXT_ID.match(result["resultData"]["bus_entity_context"]["beanId"]), name
 
 
+def test_literal_login_as_node_and_ruby_clients_read_it(paint: Paint) -> None:
+    response = paint.post(literal_envelope(None, "bus_facade_context", "login",
+                                           {"userName": "acme", "password": PASSWORD}, None))
+
+    # node-soap indexes Result.pairs[1] (resultData) -> pairs[3] (the context) -> pairs[9].
+    pairs = f"{{{PAINT_TYPES_NS}}}pairs"
+    context = result_element(response).findall(pairs)[1].find(f"{{{PAINT_TYPES_NS}}}value/{{{PAINT_TYPES_NS}}}arr")
+    context = context.findall(pairs)[3].find(f"{{{PAINT_TYPES_NS}}}value/{{{PAINT_TYPES_NS}}}arr")
+    bean_id = context.findall(pairs)[9]
+    assert bean_id.findtext(f"{{{PAINT_TYPES_NS}}}key") == "beanId"
+    # Savon's client reads it with a regular expression over the raw reply.
+    found = re.search(rb"<ns2:key>beanId</ns2:key><ns2:value><ns2:str>([A-Za-z0-9-]*)", response.content)
+    assert found is not None
+    assert found.group(1).decode() == bean_id.findtext(f"{{{PAINT_TYPES_NS}}}value/{{{PAINT_TYPES_NS}}}str")
+    assert CONTEXT_ID.match(found.group(1).decode())
+
+
 # -- 4. business errors: HTTP 200 and a documented result code ---------------------------
-
-
-def system_error(message: str = CONTEXT_NOT_FOUND) -> dict[str, Any]:
-    return {"result": "bean_exception_system", "resultData": message}
 
 
 def test_unknown_session(paint: Paint) -> None:
@@ -606,12 +629,14 @@ def test_idle_session_expires(make_paint: Callable[..., Paint]) -> None:
     context_id = paint.login()
 
     # Activity keeps the session alive past its idle time...
-    for _ in range(2):
-        time.sleep(0.5)
+    for _ in range(3):
+        time.sleep(0.4)
         assert batch_of(paint.get_batch(context_id, markAsReadInd="N"))
     # ... and idleness ends it, for good and without touching the queue.
     time.sleep(1.3)
     assert paint.get_batch(context_id, markAsReadInd="Y") == system_error()
+    with paint.runtime.sessions() as session:
+        assert session.get(LegacySession, context_id) is None
     assert paint.get_batch(context_id, markAsReadInd="Y") == system_error()
     assert rows_of(batch_of(paint.get_batch(paint.login(), markAsReadInd="N"))) == legacy_rows(stored)
 
@@ -698,6 +723,7 @@ def test_every_bad_parameter_is_named_at_once(paint: Paint) -> None:
 
 
 def assert_client_fault(response: requests.Response) -> str:
+    """Check that the answer is a Client SOAP Fault; its faultstring."""
     code, message = fault_of(response)
     assert code == "SOAP-ENV:Client"
     return message
@@ -710,7 +736,7 @@ def test_a_50_mb_body_is_refused(paint: Paint) -> None:
     assert_client_fault(paint.post(body))
     # Without a Content-Length, too.
     chunks = (body[start:start + (1 << 20)] for start in range(0, len(body), 1 << 20))
-    assert_client_fault(paint.post(chunks))  # type: ignore[arg-type]
+    assert_client_fault(paint.post(chunks))
     assert CONTEXT_ID.match(paint.login())
 
 
@@ -744,7 +770,7 @@ HOSTILE = {
 }
 
 
-def test_doctypes_and_entities_are_refused_unresolved(paint: Paint, http_receiver: Any) -> None:
+def test_doctypes_and_entities_are_refused_unresolved(paint: Paint, http_receiver: Receiver) -> None:
     secret = passwd_line()
     for name, body in HOSTILE.items():
         response = paint.post(body.replace("{receiver}", http_receiver.url))
@@ -876,6 +902,7 @@ def test_notification_types_as_an_array(paint: Paint, flavour: str) -> None:
 
 
 def b64(text: str) -> str:
+    """Text as the *_base64 keys carry it."""
     return base64.b64encode(text.encode()).decode()
 
 
@@ -913,6 +940,7 @@ def test_a_batch_of_exactly_10000(paint: Paint) -> None:
 
 
 def wsdl_address(response: requests.Response) -> str:
+    """The soap:address of a served WSDL."""
     root = response_root(response, 200, "{http://schemas.xmlsoap.org/wsdl/}definitions")
     # The raw-XML tester reads the endpoint with exactly this XPath.
     (location,) = root.xpath("//soap:address/@location", namespaces={"soap": root.nsmap["soap"]})

@@ -45,20 +45,24 @@ WSDL_PUBLIC_URL = "http://127.0.0.1:8080"
 """The public URL the checked-in wsdl/events.wsdl is generated with."""
 
 _REQUIRED = {"min_occurs": 1, "nillable": False}
+_TYPES_BY_KIND: dict[str, Any] = {"time": DateTime}
+_NOTES_BY_KIND = {"object": " (a JSON object, as text)"}
 
 # Spyne logs every client fault (a wrong password, max=0, malformed XML) with a stack
 # trace, and malformed requests in full (passwords included). They are the caller's
 # errors and answered as Faults; unexpected errors (spyne.application.server) still log.
 for _name in ("spyne.application.client", "spyne.server._base", "spyne.protocol.soap.soap11.invalid"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
-_TYPES_BY_KIND: dict[str, Any] = {"time": DateTime}
 
 
 class TypedEvent(ComplexModel):
     """One event; one element per field of the event model, absent fields left out."""
 
     __namespace__ = TNS
-    _type_info = [(field.name, _TYPES_BY_KIND.get(field.kind, Unicode)(doc=field.doc)) for field in model.FIELDS]
+    _type_info = [
+        (field.name, _TYPES_BY_KIND.get(field.kind, Unicode)(doc=field.doc + _NOTES_BY_KIND.get(field.kind, "")))
+        for field in model.FIELDS
+    ]
 
 
 class BatchResult(ComplexModel):

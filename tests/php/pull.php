@@ -13,6 +13,7 @@ class PaintException extends Exception {}
 // One handleRequest call; the Result on success, an exception for any error code.
 function paint_request($wsdlUrl, $contextId, $className, $processName, $entityData, $processData)
 {
+    // Not cached: every test server is new, and its WSDL with it.
     $client = new SoapClient($wsdlUrl, array("trace" => "0", "cache_wsdl" => WSDL_CACHE_NONE));
     $r = $client->handleRequest($contextId, $className, $processName, $entityData, $processData);
     switch ($r["result"]) {

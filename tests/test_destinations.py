@@ -1,0 +1,297 @@
+"""Managing email and file destinations over REST and the CLI: validation, secrets, tests, routes and isolation."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import select, update
+
+from gateway.accounts import NewAccount, create_account
+from gateway.ingest import ingest_request
+from gateway.runtime import Runtime
+from gateway.store.models import Account, QueueItem, utcnow
+from tests.conftest import PASSWORD, LiveServer, make_runtime
+from tests.fixtures.ftp import FtpServer
+from tests.fixtures.smtp import SmtpServer
+from tests.fixtures.sshd import SshdServer
+
+TIMEOUT = 30
+
+
+class Api:
+    """REST calls as one account (Bearer API key)."""
+
+    def __init__(self, server: LiveServer, api_key: str) -> None:
+        self.base = f"{server.url}/api/v1"
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+
+    def call(self, method: str, path: str, body: Any = None, **params: Any) -> requests.Response:
+        return requests.request(method, self.base + path, json=body, params=params, headers=self.headers,
+                                timeout=TIMEOUT)
+
+
+@pytest.fixture
+def api(live_server: LiveServer, account: NewAccount) -> Api:
+    return Api(live_server, account.api_key)
+
+
+@pytest.fixture
+def other_api(live_server: LiveServer, other_account: NewAccount) -> Api:
+    return Api(live_server, other_account.api_key)
+
+
+def sftp_body(server: SshdServer, remote_dir: Path, **changes: Any) -> dict[str, Any]:
+    return {"kind": "sftp", "events": ["OPEN", "CLICK"], "host": server.host, "port": server.port,
+            "username": server.username, "private_key": server.private_key, "known_hosts": server.known_hosts,
+            "remote_dir": str(remote_dir), "timeout_seconds": 3, **changes}
+
+
+def ftp_body(server: FtpServer, **changes: Any) -> dict[str, Any]:
+    return {"kind": "ftp", "events": ["OPEN"], "host": server.host, "port": server.port, "username": server.user,
+            "password": server.password, "timeout_seconds": 3, **changes}
+
+
+def routed(api: Api, event_type: str) -> list[tuple[str, int]]:
+    answer = api.call("GET", "/routes")
+    assert answer.status_code == 200
+    return [(d["kind"], d["id"]) for d in answer.json()["routes"][event_type]]
+
+
+def test_create_show_change_test_and_delete_an_sftp_destination(
+    runtime: Runtime, account: NewAccount, api: Api, sshd_server: SshdServer
+) -> None:
+    directory = sshd_server.fresh_dir(f"api-{os.getpid()}-{runtime.engine.dialect.name}")
+    body = sftp_body(sshd_server, directory, line_format="csv", gzip=True, at="06:00",
+                     private_key_passphrase=None)
+    if sshd_server.password:
+        body["password"] = sshd_server.password
+
+    created = api.call("POST", "/destinations", body)
+
+    assert created.status_code == 201, created.text
+    shown = created.json()
+    ident = shown["id"]
+    assert {k: shown[k] for k in ("kind", "events", "protocol", "host", "port", "username", "remote_dir", "period",
+                                  "at", "file_name", "line_format", "gzip", "has_private_key", "active")} == {
+        "kind": "sftp", "events": ["OPEN", "CLICK"], "protocol": "sftp", "host": "127.0.0.1",
+        "port": sshd_server.port, "username": sshd_server.username, "remote_dir": str(directory),
+        "period": "daily", "at": "06:00", "file_name": "events-%Y%m%d.log", "line_format": "csv", "gzip": True,
+        "has_private_key": True, "active": True}
+    assert shown["name"] == f"sftp://{sshd_server.username}@127.0.0.1:{sshd_server.port}" \
+                            f"{directory}/events-%Y%m%d.log"
+    assert shown["known_hosts"] == sshd_server.known_hosts
+    assert routed(api, "OPEN") == [("sftp", ident)] and routed(api, "BOUNCE")[0][0] == "pull"
+    for answer in (created, api.call("GET", f"/destinations/{ident}"), api.call("GET", "/destinations")):
+        assert "PRIVATE KEY" not in answer.text and '"private_key"' not in answer.text
+        assert not sshd_server.password or sshd_server.password not in answer.text
+    assert [d["id"] for d in api.call("GET", "/destinations").json()["destinations"]] == [ident]
+    assert api.call("GET", "/destinations", kind="email").json()["destinations"] == []
+
+    changed = api.call("PUT", f"/destinations/{ident}", {"events": ["CLICK"], "line_format": "jsonl"})
+
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["events"], changed.json()["line_format"]) == (["CLICK"], "jsonl")
+    assert routed(api, "OPEN")[0][0] == "pull"
+    # The key was kept: the destination still logs in.
+    tested = api.call("POST", f"/destinations/{ident}/test")
+    assert tested.status_code == 200 and tested.json()["ok"] is True, tested.text
+    assert "uploaded and removed" in tested.json()["detail"]
+    assert list(directory.iterdir()) == []
+
+    assert api.call("DELETE", f"/destinations/{ident}").status_code == 204
+    assert api.call("GET", f"/destinations/{ident}").status_code == 404
+    assert routed(api, "CLICK")[0][0] == "pull"
+
+
+def test_test_of_a_failing_destination_says_why(runtime: Runtime, api: Api, ftp_server: FtpServer) -> None:
+    ident = api.call("POST", "/destinations", ftp_body(ftp_server, password="wrong")).json()["id"]
+
+    tested = api.call("POST", f"/destinations/{ident}/test")
+
+    assert tested.status_code == 200
+    assert tested.json()["ok"] is False and "530" in tested.json()["error"]
+    refused = api.call("POST", "/destinations", ftp_body(ftp_server, password="wrong", test=True))
+    assert refused.status_code == 400 and refused.json()["problems"][0]["field"] == "test"
+    assert "530" in refused.json()["message"]
+    assert len(api.call("GET", "/destinations").json()["destinations"]) == 1
+
+
+def test_email_destination_test_sends_a_test_message(tmp_path: Path, sqlite_url: str,
+                                                     smtp_server: SmtpServer) -> None:
+    runtime = make_runtime(sqlite_url, tmp_path, smtp_host=smtp_server.host, smtp_port=smtp_server.port,
+                           smtp_security="starttls", smtp_username=smtp_server.user,
+                           smtp_password=smtp_server.password, smtp_ca_file=smtp_server.ca_file)
+    server = LiveServer(runtime)
+    try:
+        with runtime.sessions.begin() as session:
+            api = Api(server, create_account(session, "acme", PASSWORD).api_key)
+        created = api.call("POST", "/destinations", {"kind": "email", "events": ["BOUNCE", "COMPLAINT"],
+                                                     "recipients": "ops@example.com", "interval_seconds": 600,
+                                                     "test": True})
+        assert created.status_code == 201, created.text
+        shown = created.json()
+        assert (shown["recipients"], shown["interval_seconds"], shown["batch_max_events"]) == (
+            ["ops@example.com"], 600, 10_000)
+        assert shown["subject"] == "[eventgw] {count} events for {account}"
+
+        tested = api.call("POST", f"/destinations/{shown['id']}/test")
+
+        assert tested.json()["ok"] is True
+        assert [m["Subject"] for m in smtp_server.messages] == ["[eventgw] 1 events for acme"] * 2
+    finally:
+        server.close()
+        runtime.close()
+
+
+@pytest.mark.parametrize(("changes", "field", "message"), [
+    ({"kind": "fax"}, "kind", "not one of email, ftp, sftp"),
+    ({"kind": "http"}, "kind", "/api/v1/webhooks"),
+    ({"host": None}, "host", "is required"),
+    ({"host": "ftp.example.com/in"}, "host", "not a host name"),
+    ({"protocol": "sftp"}, "protocol", "SFTP destinations have kind sftp"),
+    ({"protocol": "scp"}, "protocol", "not one of ftp, ftps"),
+    ({"period": "weekly"}, "period", "not one of daily, hourly"),
+    ({"at": "24:00"}, "at", "HH:MM"),
+    ({"line_format": "xml"}, "line_format", "not one of form, csv, jsonl"),
+    ({"gzip": "yes"}, "gzip", "true or false"),
+    ({"file_name": "in/events-%Y%m%d.log"}, "file_name", "plain file name"),
+    ({"port": 70000}, "port", "from 1 to 65535"),
+    ({"events": ["NOPE"]}, "events", "unknown event type"),
+    ({"events": []}, "events", "non-empty list"),
+    ({"hostname": "x"}, "hostname", "not a setting of ftp destinations"),
+    ({"ca_file": "/nonexistent/ca.pem"}, "ca_file", "not a file on the gateway"),
+    ({"kind": "sftp", "known_hosts": None}, "known_hosts", "is required"),
+    ({"kind": "sftp", "known_hosts": "not a known_hosts line"}, "known_hosts", "line 1 is not"),
+    ({"kind": "sftp", "known_hosts": "other.example.com ssh-ed25519 "
+      "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}, "known_hosts", "has no key for"),
+    ({"kind": "sftp", "password": None}, "password", "a password or a private_key"),
+    ({"kind": "sftp", "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nnope\n"}, "private_key", "not an Ed25519"),
+    ({"kind": "email", "recipients": ["not-an-address"]}, "recipients", "not an email address"),
+    ({"kind": "email", "recipients": []}, "recipients", "list of 1 to 50"),
+    ({"kind": "email", "recipients": ["a@example.com"], "subject": "{nope}"}, "subject", "{count} and {account}"),
+    ({"kind": "email", "recipients": ["a@example.com"], "batch_max_events": 0}, "batch_max_events", "from 1"),
+])
+def test_bad_input_is_a_400_naming_the_field(api: Api, changes: dict[str, Any], field: str, message: str) -> None:
+    body: dict[str, Any] = {"kind": "ftp", "events": ["OPEN"], "host": "ftp.example.com", "username": "u",
+                            "password": "p", "known_hosts": "[ftp.example.com]:2222 ssh-ed25519 "
+                            "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}
+    if changes.get("kind") == "sftp":
+        body["port"] = 2222
+    if changes.get("kind") == "email":
+        body = {"events": ["OPEN"]}
+    body.update(changes)
+    if body.get("kind") == "ftp":
+        body.pop("known_hosts")
+    body = {k: v for k, v in body.items() if v is not None}
+
+    answer = api.call("POST", "/destinations", body)
+
+    assert answer.status_code == 400, answer.text
+    problem = answer.json()["problems"][0]
+    assert problem["field"] == field and message in problem["message"], problem
+    assert api.call("GET", "/destinations").json()["destinations"] == []
+
+
+def test_a_bad_change_changes_nothing(api: Api, ftp_server: FtpServer) -> None:
+    ident = api.call("POST", "/destinations", ftp_body(ftp_server)).json()["id"]
+
+    for body, field in (({"kind": "sftp"}, "kind"), ({"line_format": "xml"}, "line_format"),
+                        ({"events": "OPEN"}, "events")):
+        answer = api.call("PUT", f"/destinations/{ident}", body)
+        assert answer.status_code == 400 and answer.json()["problems"][0]["field"] == field
+
+    assert api.call("GET", f"/destinations/{ident}").json()["line_format"] == "form"
+    assert api.call("POST", f"/destinations/{ident}/test").json()["ok"] is True
+
+
+def test_accounts_never_see_each_others_destinations(runtime: Runtime, account: NewAccount, api: Api,
+                                                     other_api: Api, ftp_server: FtpServer) -> None:
+    ident = api.call("POST", "/destinations", ftp_body(ftp_server)).json()["id"]
+    hook = api.call("POST", "/webhooks", {"url": "https://example.com/hook", "events": ["BOUNCE"]}).json()["id"]
+
+    assert other_api.call("GET", "/destinations").json()["destinations"] == []
+    for method, path in (("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/test"), ("POST", "/activate"),
+                         ("GET", "/attempts"), ("POST", "/export")):
+        answer = other_api.call(method, f"/destinations/{ident}{path}", {"events": ["OPEN"]}, date="2026-11-20")
+        assert answer.status_code == 404, (method, path, answer.text)
+    assert other_api.call("POST", "/destinations", ftp_body(ftp_server)).status_code == 201
+    assert routed(other_api, "OPEN")[0][1] != ident
+    # Neither webhooks nor the pull queue are managed here.
+    assert api.call("GET", f"/destinations/{hook}").status_code == 404
+    assert api.call("GET", f"/destinations/{account.pull_destination_id}").status_code == 404
+    assert api.call("GET", f"/destinations/{ident}").status_code == 200
+
+
+def test_export_activate_and_attempts_over_rest(runtime: Runtime, account: NewAccount, api: Api,
+                                                ftp_server: FtpServer) -> None:
+    ident = api.call("POST", "/destinations", ftp_body(ftp_server, line_format="jsonl")).json()["id"]
+    ingest_request(runtime.sessions, account.id, [{"id": "a", "type": "OPEN", "occurred_at": "2026-11-20T10:00:00Z",
+                                                   "email": "a@example.com"}])
+    arrived = utcnow() - timedelta(days=2)
+    with runtime.sessions.begin() as session:
+        session.execute(update(QueueItem).where(QueueItem.destination_id == ident).values(due_at=arrived))
+    day = arrived.date()
+
+    exported = api.call("POST", f"/destinations/{ident}/export", date=str(day))
+
+    assert exported.status_code == 200 and exported.json()["ok"] is True, exported.text
+    assert (ftp_server.home / f"events-{day:%Y%m%d}.log").read_text().startswith('{"id":"a"')
+    assert api.call("POST", f"/destinations/{ident}/export", date="2026-13-01").json()["problems"][0]["field"] == "date"
+    ftp_server.disk_full = True
+    failed = api.call("POST", f"/destinations/{ident}/export", date=str(day))
+    assert failed.status_code == 502 and "552" in failed.json()["error"]
+    log = api.call("GET", f"/destinations/{ident}/attempts").json()["attempts"]
+    assert [a["outcome"] for a in log] == ["failed", "delivered"]
+    activated = api.call("POST", f"/destinations/{ident}/activate", replay="true")
+    assert activated.status_code == 200 and activated.json()["active"] is True
+
+
+def test_cli_manages_destinations(sqlite_url: str, tmp_path: Path, sshd_server: SshdServer) -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("EVENTGW_")},
+           "EVENTGW_DATABASE_URL": sqlite_url, "EVENTGW_DATA_DIR": str(tmp_path / "var")}
+    script = str(Path(sys.executable).parent / "gateway")
+
+    def gateway(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([script, *args], env=env, capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in done.stderr
+        return done
+
+    key, known = tmp_path / "id_ed25519", tmp_path / "known_hosts"
+    key.write_text(sshd_server.private_key)
+    known.write_text(sshd_server.known_hosts + "\n")
+    directory = sshd_server.fresh_dir(f"cli-{os.getpid()}")
+    assert gateway("account", "create", "acme", "--password", PASSWORD, "--email", "owner@example.com").returncode == 0
+    assert gateway("account", "create", "globex", "--password", PASSWORD, "--email", "nope").returncode == 1
+
+    created = gateway("destination", "create", "--account", "acme", "--kind", "sftp", "--host", sshd_server.host,
+                      "--port", str(sshd_server.port), "--username", sshd_server.username,
+                      "--private-key-file", str(key), "--known-hosts-file", str(known),
+                      "--remote-dir", str(directory), "--events", "OPEN,CLICK", "--line-format", "csv", "--test")
+
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("destination #2 (sftp sftp://") and created.stdout.endswith("for OPEN, CLICK\n")
+    listed = gateway("destination", "list", "--account", "acme", "--json")
+    (shown,) = json.loads(listed.stdout)["destinations"]
+    assert shown["line_format"] == "csv" and "PRIVATE KEY" not in listed.stdout
+    assert gateway("destination", "test", "--account", "acme", "2").stdout.startswith("test passed: uploaded and")
+    bad = gateway("destination", "create", "--account", "acme", "--kind", "sftp", "--host", sshd_server.host,
+                  "--username", "u", "--password", "p", "--events", "OPEN")
+    assert bad.returncode == 1 and "known_hosts" in bad.stderr
+    assert gateway("destination", "delete", "--account", "globex", "2").returncode == 1
+    assert gateway("destination", "delete", "--account", "acme", "2").stdout == "destination #2 deleted\n"
+    assert gateway("destination", "list", "--account", "acme").stdout == ""
+    runtime = make_runtime(sqlite_url, tmp_path)
+    try:
+        with runtime.sessions() as session:
+            assert session.scalar(select(Account.notify_email).where(Account.name == "acme")) == "owner@example.com"
+            assert session.scalar(select(Account.id).where(Account.name == "globex")) is None
+    finally:
+        runtime.close()
+

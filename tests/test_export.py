@@ -1,0 +1,504 @@
+"""File destinations end to end: periods of stored events become complete files on real FTP, FTPS and SFTP servers."""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+from sqlalchemy import select, update
+
+from gateway import destination_admin as admin
+from gateway import export
+from gateway.accounts import NewAccount, create_account
+from gateway.errors import DeliveryError, NotFound, ValidationError
+from gateway.export import Exporter, FilePlan, Period
+from gateway.ingest import ingest_request
+from gateway.runtime import Runtime
+from gateway.store.models import Destination, QueueItem, utcnow
+from gateway.store.models import Event as EventRow
+from tests.conftest import PASSWORD, make_runtime
+from tests.fixtures._certs import free_port
+from tests.fixtures.ftp import FtpServer
+from tests.fixtures.sshd import SshdServer
+
+UTC = timezone.utc
+# Arrivals are placed on past days, so every period in a test has closed by the time it runs.
+DAY1 = (utcnow() - timedelta(days=3)).date()
+DAY2 = DAY1 + timedelta(days=1)
+
+
+def at(day: date, hour: int = 10, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), UTC)
+
+
+def raw(uid: str, etype: str = "OPEN", **fields: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {"id": uid, "type": etype, "occurred_at": "2026-11-20T10:15:00Z",
+                             "email": f"{uid}@example.com", "message_name": "Winter sale, part 1 & 2"}
+    if etype == "CLICK":
+        event["url"] = "https://shop.example.com/offer?a=1&b=2"
+    return {**event, **fields}
+
+
+def arrive(runtime: Runtime, account_id: int, uids: list[str], when: datetime, etype: str = "OPEN") -> None:
+    """Store events as if they had arrived at ``when`` (their queue rows' due_at)."""
+    assert ingest_request(runtime.sessions, account_id, [raw(u, etype) for u in uids]).accepted == len(uids)
+    with runtime.sessions.begin() as session:
+        session.execute(update(QueueItem).where(QueueItem.event_id.in_(
+            select(EventRow.id).where(EventRow.account_id == account_id, EventRow.uid.in_(uids)))).values(due_at=when))
+
+
+def ids_in(path: Path, line_format: str) -> list[str]:
+    """The producer ids of the events in a file, in file order, read with nothing but the standard library."""
+    data = path.read_bytes()
+    text = (gzip.decompress(data) if path.suffix == ".gz" else data).decode("utf-8")
+    if line_format == "csv":
+        return [row["id"] for row in csv.DictReader(io.StringIO(text, newline=""))]
+    lines = text.splitlines()
+    if line_format == "form":
+        return [dict(parse_qsl(line, strict_parsing=True))["eventId"] for line in lines]
+    return [json.loads(line)["id"] for line in lines]
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def name(day: date) -> str:
+    return f"events-{day:%Y%m%d}.log"
+
+
+def attempt_log(runtime: Runtime, destination_id: int) -> list[dict[str, Any]]:
+    """The destination's attempts, oldest first."""
+    with runtime.sessions() as session:
+        return admin.attempts(session, destination_id)[::-1]
+
+
+def create(runtime: Runtime, account_id: int, **payload: Any) -> int:
+    with runtime.sessions.begin() as session:
+        return admin.create(session, account_id, {"events": ["OPEN", "CLICK"], **payload}).id
+
+
+def change(runtime: Runtime, account_id: int, destination_id: int, **payload: Any) -> None:
+    with runtime.sessions.begin() as session:
+        admin.change(session, account_id, destination_id, payload)
+
+
+def ftp_settings(server: FtpServer, **changes: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {"kind": "ftp", "host": server.host, "port": server.port, "username": server.user,
+                                "password": server.password, "timeout_seconds": 3}
+    if server.ca_file:
+        settings.update(protocol="ftps", ca_file=server.ca_file)
+    return {**settings, **changes}
+
+
+def sftp_settings(server: SshdServer, remote_dir: Path, auth: str = "key", **changes: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {"kind": "sftp", "host": server.host, "port": server.port,
+                                "username": server.username, "known_hosts": server.known_hosts,
+                                "remote_dir": str(remote_dir), "timeout_seconds": 3}
+    if auth == "key":
+        settings["private_key"] = server.private_key
+    else:
+        settings["password"] = server.password
+    return {**settings, **changes}
+
+
+@pytest.fixture
+def tuned(sqlite_url: str, tmp_path: Path) -> Iterator[Callable[..., tuple[Runtime, NewAccount]]]:
+    """Open an SQLite store with some settings changed (retries due at once by default), with acme in it."""
+    opened: list[Runtime] = []
+
+    def open_(**settings: Any) -> tuple[Runtime, NewAccount]:
+        opened.append(make_runtime(sqlite_url, tmp_path, retry_schedule="0", **settings))
+        with opened[-1].sessions.begin() as session:
+            return opened[-1], create_account(session, "acme", PASSWORD)
+
+    yield open_
+    for runtime in opened:
+        runtime.close()
+
+
+@pytest.fixture
+def acme(runtime: Runtime, account: NewAccount) -> tuple[Runtime, NewAccount]:
+    return runtime, account
+
+
+# --- periods and file names
+
+
+def test_daily_periods_start_at_the_cut_time() -> None:
+    plan = FilePlan.from_settings({"at": "06:30"})
+    assert plan.period_of(datetime(2026, 11, 20, 6, 29, tzinfo=UTC)) == Period(
+        datetime(2026, 11, 19, 6, 30, tzinfo=UTC), datetime(2026, 11, 20, 6, 30, tzinfo=UTC))
+    assert plan.period_of(datetime(2026, 11, 20, 6, 30, tzinfo=UTC)).start == datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
+    assert plan.period_starting(date(2026, 11, 20)).start == datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
+    assert plan.remote_name(plan.period_starting(date(2026, 11, 20))) == "events-20261120.log"
+    assert export.lease_id(7, plan.period_starting(date(2026, 11, 20))) == "file:7:2026-11-20T06:30Z"
+
+
+def test_hourly_periods_and_their_default_name() -> None:
+    plan = FilePlan.from_settings({"period": "hourly", "gzip": True})
+    period = plan.period_of(datetime(2026, 11, 20, 13, 59, 59, tzinfo=UTC))
+    assert period == Period(datetime(2026, 11, 20, 13, tzinfo=UTC), datetime(2026, 11, 20, 14, tzinfo=UTC))
+    assert plan.remote_name(period) == "events-20261120-13.log.gz"
+    assert plan.period_starting(date(2026, 11, 20), 13) == period
+
+
+@pytest.mark.parametrize(("settings", "field", "message"), [
+    ({"period": "weekly"}, "period", "not one of daily, hourly"),
+    ({"at": "25:00"}, "at", "not a UTC time of day"),
+    ({"at": "6:30"}, "at", "not a UTC time of day"),
+    ({"period": "hourly", "at": "00:00"}, "at", "daily periods only"),
+    ({"line_format": "xml"}, "line_format", "not one of form, csv, jsonl"),
+    ({"gzip": "yes"}, "gzip", "true or false"),
+    ({"file_name": "events.log"}, "file_name", "add %Y%m%d"),
+    ({"period": "hourly", "file_name": "events-%Y%m%d.log"}, "file_name", "add %H"),
+    ({"file_name": "out/%Y%m%d.log"}, "file_name", "plain file name"),
+    ({"file_name": ".%Y%m%d"}, "file_name", "plain file name"),
+])
+def test_bad_file_settings_name_the_field(settings: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message) as caught:
+        FilePlan.from_settings(settings)
+    assert caught.value.problems[0].field == field
+
+
+# --- complete files on every server, in every line format
+
+
+def test_each_period_becomes_one_complete_file_per_format_on_ftp(acme: tuple[Runtime, NewAccount],
+                                                                 ftp_server: FtpServer) -> None:
+    runtime, account = acme
+    for fmt in ("form", "csv", "jsonl"):
+        (ftp_server.home / fmt).mkdir()
+    made = {fmt: create(runtime, account.id, **ftp_settings(ftp_server, remote_dir=fmt, line_format=fmt))
+            for fmt in ("form", "csv", "jsonl")}
+    arrive(runtime, account.id, [f"a{i}" for i in range(30)], at(DAY1, 9))
+    arrive(runtime, account.id, [f"c{i}" for i in range(5)], at(DAY1, 23, 59), "CLICK")
+    arrive(runtime, account.id, [f"b{i}" for i in range(20)], at(DAY2, 0, 0))
+    arrive(runtime, account.id, [f"x{i}" for i in range(3)], at(DAY2, 1), "BOUNCE")  # not routed here
+
+    assert export.run_due(runtime) == 6
+
+    for fmt in made:
+        directory = ftp_server.home / fmt
+        assert listing(directory) == [name(DAY1), name(DAY2)]
+        assert ids_in(directory / name(DAY1), fmt) == [f"a{i}" for i in range(30)] + [f"c{i}" for i in range(5)]
+        assert ids_in(directory / name(DAY2), fmt) == [f"b{i}" for i in range(20)]
+    form_line = (ftp_server.home / "form" / name(DAY1)).read_text().splitlines()[30]
+    assert dict(parse_qsl(form_line))["clickUrl"] == "https://shop.example.com/offer?a=1&b=2"
+    assert (ftp_server.home / "csv" / name(DAY2)).read_text().startswith("id,type,occurred_at,email,")
+    assert json.loads((ftp_server.home / "jsonl" / name(DAY2)).read_text().splitlines()[0]) == {
+        "id": "b0", "type": "OPEN", "occurred_at": "2026-11-20T10:15:00Z", "email": "b0@example.com",
+        "message_name": "Winter sale, part 1 & 2"}
+    log = attempt_log(runtime, made["csv"])
+    assert [(a["message_id"], a["outcome"], a["events"]) for a in log] == [
+        (f"file:{made['csv']}:{DAY1}T00:00Z", "delivered", 35), (f"file:{made['csv']}:{DAY2}T00:00Z", "delivered", 20)]
+    assert f"35 events of {DAY1}T00:00:00Z..{DAY2}T00:00:00Z: uploaded" in log[0]["detail"]
+    # Nothing is left to export, and nothing is exported twice.
+    assert export.run_due(runtime) == 0
+    with runtime.sessions() as session:
+        assert session.scalar(select(QueueItem.id).where(QueueItem.destination_id.in_(made.values()),
+                                                         QueueItem.state != "done").limit(1)) is None
+
+
+@pytest.mark.parametrize("server", ["ftps", "sftp-password", "sftp-key"])
+def test_ftps_and_sftp_files_are_complete_and_gzip_works(
+    runtime: Runtime, account: NewAccount, server: str, request: pytest.FixtureRequest
+) -> None:
+    if server == "ftps":
+        ftps: FtpServer = request.getfixturevalue("ftps_server")
+        directory = ftps.home
+        settings = ftp_settings(ftps, line_format="jsonl", gzip=True)
+    else:
+        sshd: SshdServer = request.getfixturevalue("sshd_server")
+        if server == "sftp-password" and sshd.password is None:
+            pytest.skip("password login needs the tests to run as root")
+        directory = sshd.fresh_dir(f"{server}-{os.getpid()}-{runtime.engine.dialect.name}")
+        settings = sftp_settings(sshd, directory, server.removeprefix("sftp-"), line_format="csv", gzip=True)
+    destination = create(runtime, account.id, **settings)
+    arrive(runtime, account.id, [f"a{i}" for i in range(40)], at(DAY1))
+    arrive(runtime, account.id, [f"b{i}" for i in range(7)], at(DAY2, 23))
+
+    assert export.run_due(runtime) == 2
+
+    fmt = settings["line_format"]
+    assert listing(directory) == [name(DAY1) + ".gz", name(DAY2) + ".gz"]
+    assert ids_in(directory / (name(DAY1) + ".gz"), fmt) == [f"a{i}" for i in range(40)]
+    assert ids_in(directory / (name(DAY2) + ".gz"), fmt) == [f"b{i}" for i in range(7)]
+    assert [a["outcome"] for a in attempt_log(runtime, destination)] == ["delivered", "delivered"]
+
+
+def test_hourly_files(acme: tuple[Runtime, NewAccount], ftp_server: FtpServer) -> None:
+    runtime, account = acme
+    create(runtime, account.id, **ftp_settings(ftp_server, period="hourly"))
+    arrive(runtime, account.id, ["a"], at(DAY1, 9, 59))
+    arrive(runtime, account.id, ["b", "c"], at(DAY1, 10, 0))
+    arrive(runtime, account.id, ["d"], at(DAY1, 13, 30))
+
+    assert export.run_due(runtime) == 3
+
+    hour = f"events-{DAY1:%Y%m%d}"
+    assert listing(ftp_server.home) == [f"{hour}-09.log", f"{hour}-10.log", f"{hour}-13.log"]
+    assert ids_in(ftp_server.home / f"{hour}-10.log", "form") == ["b", "c"]
+
+
+def test_reading_in_chunks_loses_nothing(tuned: Callable[..., tuple[Runtime, NewAccount]], ftp_server: FtpServer,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export, "READ_CHUNK", 7)
+    runtime, account = tuned()
+    create(runtime, account.id, **ftp_settings(ftp_server, line_format="csv"))
+    arrive(runtime, account.id, [f"e{i:03d}" for i in range(100)], at(DAY1))
+
+    export.run_due(runtime)
+
+    assert ids_in(ftp_server.home / name(DAY1), "csv") == [f"e{i:03d}" for i in range(100)]
+
+
+# --- late events and re-runs
+
+
+def test_late_events_go_into_the_next_file_and_none_is_in_two(
+    tuned: Callable[..., tuple[Runtime, NewAccount]], ftp_server: FtpServer
+) -> None:
+    runtime, account = tuned()
+    create(runtime, account.id, **ftp_settings(ftp_server))
+    arrive(runtime, account.id, ["early1", "early2"], at(DAY1, 12))
+    assert export.run_due(runtime) == 1
+    # A row of DAY1 whose transaction committed only after DAY1 was cut, and one that truly
+    # arrived on DAY2 although it happened on DAY1: both go into DAY2's file.
+    arrive(runtime, account.id, ["straggler"], at(DAY1, 23, 59))
+    arrive(runtime, account.id, ["late"], at(DAY2, 8))
+    arrive(runtime, account.id, ["next"], at(DAY2, 9))
+
+    assert export.run_due(runtime) == 1
+
+    assert listing(ftp_server.home) == [name(DAY1), name(DAY2)]
+    assert ids_in(ftp_server.home / name(DAY1), "form") == ["early1", "early2"]
+    assert ids_in(ftp_server.home / name(DAY2), "form") == ["straggler", "late", "next"]
+
+
+def test_open_period_waits_until_it_ends(tuned: Callable[..., tuple[Runtime, NewAccount]],
+                                         ftp_server: FtpServer) -> None:
+    runtime, account = tuned()
+    destination = create(runtime, account.id, **ftp_settings(ftp_server, period="hourly"))
+    assert ingest_request(runtime.sessions, account.id, [raw("now")]).accepted == 1
+    exporter = Exporter(runtime)
+    now = utcnow()
+    hour_end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+    assert exporter.run_due(now) == 0
+    assert listing(ftp_server.home) == []
+    # Until the hour ends the exporter does not even look again.
+    assert exporter.due_destinations(now + timedelta(seconds=1)) == []
+    assert exporter.due_destinations(hour_end + timedelta(seconds=export.CUT_GRACE_SECONDS)) == [destination]
+    assert exporter.run_due(hour_end + timedelta(seconds=export.CUT_GRACE_SECONDS)) == 1
+    assert listing(ftp_server.home) == [f"events-{now:%Y%m%d-%H}.log"]
+
+
+def test_export_date_regenerates_and_uploads_the_same_file_again(
+    tuned: Callable[..., tuple[Runtime, NewAccount]], ftp_server: FtpServer
+) -> None:
+    runtime, account = tuned()
+    destination = create(runtime, account.id, **ftp_settings(ftp_server, line_format="csv"))
+    arrive(runtime, account.id, ["a", "b"], at(DAY1))
+    arrive(runtime, account.id, ["c"], at(DAY2))
+    export.run_due(runtime)
+    first = (ftp_server.home / name(DAY1)).read_bytes()
+    (ftp_server.home / name(DAY1)).unlink()
+
+    receipt = export.export_period(runtime, destination, DAY1)
+
+    assert (ftp_server.home / name(DAY1)).read_bytes() == first
+    assert receipt.detail.startswith(f"2 events of {DAY1}T00:00:00Z..")
+    assert ids_in(ftp_server.home / name(DAY2), "csv") == ["c"]
+    with pytest.raises(ValidationError, match="has not ended yet"):
+        export.export_period(runtime, destination, utcnow().date())
+    with pytest.raises(NotFound, match="events of the period"):
+        export.export_period(runtime, destination, DAY1 - timedelta(days=1))
+    with pytest.raises(NotFound):
+        export.export_period(runtime, destination, DAY1, account_id=account.id + 1)
+
+
+def test_export_date_cuts_a_period_the_exporter_has_not_reached(
+    tuned: Callable[..., tuple[Runtime, NewAccount]], ftp_server: FtpServer
+) -> None:
+    runtime, account = tuned()
+    destination = create(runtime, account.id, **ftp_settings(ftp_server))
+    arrive(runtime, account.id, ["a"], at(DAY1))
+    arrive(runtime, account.id, ["b"], at(DAY2))
+
+    export.export_period(runtime, destination, DAY2)
+
+    assert listing(ftp_server.home) == [name(DAY2)]
+    assert export.run_due(runtime) == 1  # DAY1 was cut on the way and is left to the exporter
+    assert ids_in(ftp_server.home / name(DAY1), "form") == ["a"]
+    assert ids_in(ftp_server.home / name(DAY2), "form") == ["b"]
+
+
+def test_gateway_export_command(store_url: str, tmp_path: Path, ftp_server: FtpServer) -> None:
+    runtime = make_runtime(store_url, tmp_path)
+    try:
+        with runtime.sessions.begin() as session:
+            account = create_account(session, "acme", PASSWORD)
+        destination = create(runtime, account.id, **ftp_settings(ftp_server))
+        arrive(runtime, account.id, ["a", "b"], at(DAY1))
+        export.run_due(runtime)
+        (ftp_server.home / name(DAY1)).unlink()
+    finally:
+        runtime.close()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("EVENTGW_")},
+           "EVENTGW_DATABASE_URL": store_url, "EVENTGW_DATA_DIR": str(tmp_path / "var")}
+    script = str(Path(sys.executable).parent / "gateway")
+
+    done = subprocess.run([script, "export", "--destination", str(destination), "--date", str(DAY1)], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"2 events of {DAY1}T00:00:00Z..")
+    assert ids_in(ftp_server.home / name(DAY1), "form") == ["a", "b"]
+    missing = subprocess.run([script, "export", "--destination", str(destination), "--date", str(DAY2)], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and missing.stderr.startswith("Error: ") and "Traceback" not in missing.stderr
+
+
+# --- failures: a clear attempt log, then complete files
+
+
+def _ftp_case(fault: str, server: FtpServer) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Settings that fail, settings that fix it, and the error expected in the attempt log."""
+    good = ftp_settings(server)
+    if fault == "down":
+        return {**good, "port": free_port()}, {"port": server.port}, "connection refused by 127.0.0.1:"
+    if fault == "wrong password":
+        return {**good, "password": "wrong"}, {"password": server.password}, r"530 .*\(wrong user name or password\)"
+    if fault == "read-only":
+        return ({**good, "username": server.readonly_user, "password": server.readonly_password},
+                {"username": server.user, "password": server.password}, r"550 .*read-only")
+    return good, {}, ""
+
+
+@pytest.mark.parametrize("fault", ["down", "wrong password", "read-only", "disk full", "dropped mid-upload"])
+def test_ftp_failures_are_logged_and_the_next_run_uploads_complete_files(
+    tuned: Callable[..., tuple[Runtime, NewAccount]], ftp_server: FtpServer, fault: str
+) -> None:
+    runtime, account = tuned()
+    failing, fix, expected = _ftp_case(fault, ftp_server)
+    if fault == "disk full":
+        ftp_server.disk_full, expected = True, r"552 .*\(disk full or quota exceeded\)"
+    if fault == "dropped mid-upload":
+        ftp_server.drop_after, expected = 32 * 1024, "closed|reset|during upload of"
+    destination = create(runtime, account.id, **{**failing, "line_format": "csv"})
+    uids = [f"e{i:04d}" for i in range(600)]
+    arrive(runtime, account.id, uids, at(DAY1))
+
+    assert export.run_due(runtime) == 0
+
+    failed = attempt_log(runtime, destination)
+    assert [(a["outcome"], a["events"]) for a in failed] == [("failed", 600)]
+    assert failed[0]["message_id"] == f"file:{destination}:{DAY1}T00:00Z"
+    assert re.search(expected, failed[0]["detail"]), failed[0]["detail"]
+    assert "next try in" in failed[0]["detail"]
+    assert [p for p in listing(ftp_server.home) if not p.endswith(".part")] == []
+    ftp_server.disk_full, ftp_server.drop_after = False, None
+    if fix:
+        change(runtime, account.id, destination, **fix)
+    arrive(runtime, account.id, ["day2"], at(DAY2))
+
+    assert export.run_due(runtime) == 2
+
+    assert listing(ftp_server.home) == [name(DAY1), name(DAY2)]
+    assert ids_in(ftp_server.home / name(DAY1), "csv") == uids
+    assert ids_in(ftp_server.home / name(DAY2), "csv") == ["day2"]
+    log = attempt_log(runtime, destination)
+    assert [(a["message_id"], a["outcome"]) for a in log[1:]] == [
+        (failed[0]["message_id"], "delivered"), (f"file:{destination}:{DAY2}T00:00Z", "delivered")]
+
+
+@pytest.mark.parametrize("fault", ["wrong password", "read-only", "changed host key", "down"])
+def test_sftp_failures_are_logged_and_the_next_run_uploads_complete_files(
+    tuned: Callable[..., tuple[Runtime, NewAccount]], sshd_server: SshdServer, fault: str
+) -> None:
+    runtime, account = tuned()
+    directory = sshd_server.fresh_dir(f"fault-{fault.replace(' ', '-')}-{os.getpid()}")
+    good = sftp_settings(sshd_server, directory, line_format="jsonl")
+    closed = free_port()
+    # The key line of the same server, for a port nothing listens on.
+    moved = f"[{sshd_server.host}]:{closed} " + " ".join(sshd_server.known_hosts.split()[1:])
+    failing, fix, expected = {
+        "wrong password": ({**good, "private_key": None, "password": "wrong"},
+                           {"private_key": sshd_server.private_key, "password": None}, "refused the SSH login as"),
+        "read-only": ({**good, "remote_dir": str(sshd_server.readonly)}, {"remote_dir": str(directory)},
+                      "permission denied"),
+        "changed host key": ({**good, "known_hosts": sshd_server.other_known_hosts},
+                             {"known_hosts": sshd_server.known_hosts}, "does not match known_hosts"),
+        "down": ({**good, "port": closed, "known_hosts": moved},
+                 {"port": sshd_server.port, "known_hosts": sshd_server.known_hosts},
+                 f"connection refused by 127.0.0.1:{closed}"),
+    }[fault]
+    destination = create(runtime, account.id, **failing)
+    uids = [f"e{i:03d}" for i in range(50)]
+    arrive(runtime, account.id, uids, at(DAY1))
+
+    assert export.run_due(runtime) == 0
+
+    failed = attempt_log(runtime, destination)
+    assert [a["outcome"] for a in failed][0] == "failed"
+    assert expected in failed[0]["detail"], failed[0]["detail"]
+    change(runtime, account.id, destination, **fix)
+    if fault == "changed host key":
+        # Not retryable: the destination is deactivated at once, until someone checks the key.
+        assert [a["outcome"] for a in failed] == ["failed", "deactivated"]
+        with runtime.sessions.begin() as session:
+            admin.activate(session, session.get(Destination, destination), replay=True)
+
+    assert export.run_due(runtime) == 1
+
+    assert listing(directory) == [name(DAY1)]
+    assert ids_in(directory / name(DAY1), "jsonl") == uids
+
+
+def test_a_destination_that_keeps_failing_is_deactivated_and_its_owner_told(
+    tuned: Callable[..., tuple[Runtime, NewAccount]], ftp_server: FtpServer
+) -> None:
+    runtime, account = tuned(deactivate_after_failures=2)
+    destination = create(runtime, account.id, **ftp_settings(ftp_server, password="wrong"))
+    arrive(runtime, account.id, ["a"], at(DAY1))
+    told: list[int] = []
+    exporter = Exporter(runtime, told.append)
+
+    assert exporter.run_due() == 0 and told == []
+    assert exporter.run_due() == 0 and told == [destination]
+
+    assert [a["outcome"] for a in attempt_log(runtime, destination)] == ["failed", "failed", "deactivated"]
+    assert exporter.due_destinations() == []
+    change(runtime, account.id, destination, password=ftp_server.password)
+    with runtime.sessions.begin() as session:
+        assert admin.activate(session, session.get(Destination, destination), replay=True)["queued"] == 1
+    assert exporter.run_due() == 1
+    assert ids_in(ftp_server.home / name(DAY1), "form") == ["a"]
+
+
+def test_export_period_reports_a_failed_upload(tuned: Callable[..., tuple[Runtime, NewAccount]],
+                                               ftp_server: FtpServer) -> None:
+    runtime, account = tuned()
+    destination = create(runtime, account.id, **ftp_settings(ftp_server))
+    arrive(runtime, account.id, ["a"], at(DAY1))
+    export.run_due(runtime)
+    ftp_server.disk_full = True
+
+    with pytest.raises(DeliveryError, match="552"):
+        export.export_period(runtime, destination, DAY1)
+
+    assert [a["outcome"] for a in attempt_log(runtime, destination)] == ["delivered", "failed"]
+    assert Counter(ids_in(ftp_server.home / name(DAY1), "form")) == Counter(["a"])
