@@ -71,7 +71,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
     click.echo(f"eventgw listening on http://{settings.host}:{settings.port} "
                f"(store: {runtime.engine.url.render_as_string(hide_password=True)})")
     waitress.serve(create_app(runtime), host=settings.host, port=settings.port, threads=threads,
-                   max_request_body_size=settings.max_body_bytes, ident="eventgw", _quiet=True)
+                   # Twice the app's limit, so that an oversized body reaches the app and
+                   # gets the protocol's own error (JSON 413, SOAP Fault), not waitress's text.
+                   max_request_body_size=2 * settings.max_body_bytes, ident="eventgw", _quiet=True)
 
 
 @main.command()

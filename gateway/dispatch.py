@@ -57,6 +57,13 @@ def lease(session: Session, destination: Destination, now: datetime, lease_secon
     settings = destination.settings
     max_events = int(settings.get("batch_max_events", 500))
     skip_locked = session.get_bind().dialect.name == "postgresql"
+    if skip_locked and session.execute(
+        select(Destination.id).where(Destination.id == destination.id).with_for_update(skip_locked=True)
+    ).first() is None:
+        # Another dispatcher is leasing for this destination. Two at once would each take
+        # part of a retried batch and send the parts under the same message id, and a
+        # receiver that drops repeated ids would lose one of them.
+        return None
     oldest = due_rows(destination.id, now).with_only_columns(QueueItem.lease_id).limit(1)
     if skip_locked:
         oldest = oldest.with_for_update(skip_locked=True)
@@ -65,9 +72,11 @@ def lease(session: Session, destination: Destination, now: datetime, lease_secon
         return None
     retry_id = first[0]
     message_id = retry_id or "msg_" + secrets.token_urlsafe(18)
+    # A retry takes its whole batch even if batch_max_events was lowered since: one message
+    # id always carries the same events.
     rows = due_rows(destination.id, now).where(
         QueueItem.lease_id == retry_id if retry_id else QueueItem.lease_id.is_(None)
-    ).limit(max_events)
+    ).limit(None if retry_id else max_events)
     if skip_locked:
         rows = rows.with_for_update(skip_locked=True)
     result = session.execute(

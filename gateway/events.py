@@ -54,6 +54,7 @@ TYPE_ALIASES: dict[str, str] = {
     "unsubscribe": "OPTOUT",
     "unsub": "OPTOUT",
     "subscribe": "OPTIN",
+    "signup": "OPTIN",
     "sent": "DELIVERY",
     "delivered": "DELIVERY",
     "complaint": "COMPLAINT",

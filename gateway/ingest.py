@@ -162,8 +162,6 @@ def parse_body(body: bytes, content_type: str, max_events: int) -> list[Mapping[
             raws = orjson.loads(text)
         except (ValueError, RecursionError) as exc:
             raise ValidationError([Problem(None, "body", f"invalid JSON: {exc}")]) from None
-        if not isinstance(raws, list):
-            raise ValidationError("must be a JSON array of events", "body")
     if len(raws) > max_events:
         raise TooLarge(f"more than {max_events} events in one request; split it into batches", "body")
     return raws

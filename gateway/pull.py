@@ -47,7 +47,7 @@ def check_max(value: object, field: str) -> int:
     try:
         number = int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
-        raise ValidationError(f"{value!r} is not a whole number from 1 to {MAX_BATCH}", field) from None
+        raise ValidationError(f"{str(value)[:40]!r} is not a whole number from 1 to {MAX_BATCH}", field) from None
     if not 1 <= number <= MAX_BATCH:
         raise ValidationError(f"must be between 1 and {MAX_BATCH} (got {number})", field)
     return number

@@ -6,6 +6,7 @@ SMTP, FTP and SSH servers).
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -77,8 +78,15 @@ class LiveServer:
         self.thread.start()
 
     def close(self) -> None:
-        self.server.close()
+        """Stop at once and cleanly: wait for clients to hang up, then close from inside
+        waitress's own loop (closing from this thread would leave the loop selecting on a
+        closed descriptor)."""
+        deadline = time.monotonic() + 5
+        while self.server.active_channels and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.005)
+        self.server.trigger.pull_trigger(self.server.close)  # type: ignore[union-attr]
         self.thread.join(timeout=5)
+        self.server.task_dispatcher.shutdown()  # type: ignore[union-attr]
 
 
 @pytest.fixture

@@ -34,11 +34,22 @@ def gateway_script() -> str:
     return found
 
 
+def environment(url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a gateway command on the store at ``url``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTGW_")}
+    return {**clean, "EVENTGW_DATABASE_URL": url, "EVENTGW_DATA_DIR": str(tmp_path / "var")}
+
+
 @pytest.fixture
 def env(store_url: str, tmp_path: Path) -> dict[str, str]:
-    """The environment of a gateway command on the test store."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("EVENTGW_")}
-    return {**clean, "EVENTGW_DATABASE_URL": store_url, "EVENTGW_DATA_DIR": str(tmp_path / "var")}
+    """The environment of a gateway command on each database."""
+    return environment(store_url, tmp_path)
+
+
+@pytest.fixture
+def sqlite_env(sqlite_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a gateway command on SQLite, for what does not depend on the database."""
+    return environment(sqlite_url, tmp_path)
 
 
 def gateway(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -106,11 +117,11 @@ def test_account_create_prints_id_and_api_key(store_url: str, env: dict[str, str
     assert "password" in fails(env, "account", "create", "globex", "--password", "short")
 
 
-def test_database_url_option(store_url: str, env: dict[str, str]) -> None:
-    del env["EVENTGW_DATABASE_URL"]
-    create = gateway(env, "--database-url", store_url, "account", "create", "acme", "--password", PASSWORD)
+def test_database_url_option(sqlite_url: str, sqlite_env: dict[str, str]) -> None:
+    del sqlite_env["EVENTGW_DATABASE_URL"]
+    create = gateway(sqlite_env, "--database-url", sqlite_url, "account", "create", "acme", "--password", PASSWORD)
     assert create.returncode == 0, create.stderr
-    assert scalar(store_url, "SELECT name FROM accounts") == "acme"
+    assert scalar(sqlite_url, "SELECT name FROM accounts") == "acme"
 
 
 def test_ingest_the_example_file_twice_and_show_stats(store_url: str, env: dict[str, str]) -> None:
@@ -131,14 +142,14 @@ def test_ingest_the_example_file_twice_and_show_stats(store_url: str, env: dict[
     assert scalar(store_url, "SELECT count(*) FROM queue") == 3000
 
 
-def test_ingest_a_csv_file(env: dict[str, str], tmp_path: Path) -> None:
-    create_acme(env)
+def test_ingest_a_csv_file(sqlite_env: dict[str, str], tmp_path: Path) -> None:
+    create_acme(sqlite_env)
     path = tmp_path / "events.csv"
     path.write_text("id,type,occurred_at,email,url,data.esp_name\n"
                     "c1,open,2026-11-24T10:15:00Z,a@example.com,,SES\n"
                     "c2,click,1795515300,b@example.com,https://example.com/x,SES\n", encoding="utf-8")
-    assert ok(env, "ingest", str(path), "--account", "acme") == "2 lines: 2 stored, 0 duplicates, 0 rejected\n"
-    assert json.loads(ok(env, "stats", "--account", "acme", "--json"))["events"] == {"CLICK": 1, "OPEN": 1}
+    assert ok(sqlite_env, "ingest", str(path), "--account", "acme") == "2 lines: 2 stored, 0 duplicates, 0 rejected\n"
+    assert json.loads(ok(sqlite_env, "stats", "--account", "acme", "--json"))["events"] == {"CLICK": 1, "OPEN": 1}
 
 
 def test_ingest_of_a_bad_file_lists_the_bad_lines_and_stores_nothing(
@@ -155,16 +166,16 @@ def test_ingest_of_a_bad_file_lists_the_bad_lines_and_stores_nothing(
     assert scalar(store_url, "SELECT count(*) FROM events") == 0
 
 
-def test_ingest_of_a_file_that_is_not_utf8(env: dict[str, str], tmp_path: Path) -> None:
-    create_acme(env)
+def test_ingest_of_a_file_that_is_not_utf8(sqlite_env: dict[str, str], tmp_path: Path) -> None:
+    create_acme(sqlite_env)
     path = tmp_path / "latin1.jsonl"
     path.write_bytes(json.dumps(open_event("e1", message_name="Caf\u00e9"), ensure_ascii=False).encode("latin-1"))
-    assert "UTF-8" in fails(env, "ingest", str(path), "--account", "acme")
+    assert "UTF-8" in fails(sqlite_env, "ingest", str(path), "--account", "acme")
 
 
-def test_ingest_for_an_unknown_account(env: dict[str, str]) -> None:
-    create_acme(env)
-    assert "unknown account 'globex'" in fails(env, "ingest", str(EXAMPLES), "--account", "globex")
+def test_ingest_for_an_unknown_account(sqlite_env: dict[str, str]) -> None:
+    create_acme(sqlite_env)
+    assert "unknown account 'globex'" in fails(sqlite_env, "ingest", str(EXAMPLES), "--account", "globex")
 
 
 def test_skip_invalid_writes_the_rejects(store_url: str, env: dict[str, str], tmp_path: Path) -> None:
@@ -187,10 +198,10 @@ def test_skip_invalid_writes_the_rejects(store_url: str, env: dict[str, str], tm
     assert elsewhere.read_text() == rejects.read_text()
 
 
-def test_skip_invalid_leaves_no_rejects_file_for_a_clean_file(env: dict[str, str], tmp_path: Path) -> None:
-    create_acme(env)
+def test_skip_invalid_leaves_no_rejects_file_for_a_clean_file(sqlite_env: dict[str, str], tmp_path: Path) -> None:
+    create_acme(sqlite_env)
     path = write_jsonl(tmp_path / "events.jsonl", [open_event("e1")])
-    assert ok(env, "ingest", str(path), "--account", "acme", "--skip-invalid") == \
+    assert ok(sqlite_env, "ingest", str(path), "--account", "acme", "--skip-invalid") == \
         "1 lines: 1 stored, 0 duplicates, 0 rejected\n"
     assert not (tmp_path / "events.jsonl.rejects.jsonl").exists()
 

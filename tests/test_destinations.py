@@ -5,46 +5,67 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from werkzeug.test import TestResponse
 
 from gateway.accounts import NewAccount, create_account
+from gateway.app import create_app
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
-from gateway.store.models import Account, QueueItem, utcnow
-from tests.conftest import PASSWORD, LiveServer, make_runtime
+from gateway.store.models import Account, Destination, QueueItem, utcnow
+from tests.conftest import PASSWORD, make_runtime
 from tests.fixtures.ftp import FtpServer
 from tests.fixtures.smtp import SmtpServer
 from tests.fixtures.sshd import SshdServer
 
-TIMEOUT = 30
+
+class Answer:
+    """What the API answered, read the way requests reads it."""
+
+    def __init__(self, response: TestResponse) -> None:
+        self.status_code = response.status_code
+        self.text = response.get_data(as_text=True)
+
+    def json(self) -> Any:
+        return json.loads(self.text)
 
 
 class Api:
-    """REST calls as one account (Bearer API key)."""
+    """REST calls to the whole WSGI application as one account (Bearer API key)."""
 
-    def __init__(self, server: LiveServer, api_key: str) -> None:
-        self.base = f"{server.url}/api/v1"
+    def __init__(self, runtime: Runtime, api_key: str) -> None:
+        self.client = create_app(runtime).test_client()
         self.headers = {"Authorization": f"Bearer {api_key}"}
 
-    def call(self, method: str, path: str, body: Any = None, **params: Any) -> requests.Response:
-        return requests.request(method, self.base + path, json=body, params=params, headers=self.headers,
-                                timeout=TIMEOUT)
+    def call(self, method: str, path: str, body: Any = None, **params: Any) -> Answer:
+        return Answer(self.client.open(f"/api/v1{path}", method=method, json=body, query_string=params,
+                                       headers=self.headers))
 
 
 @pytest.fixture
-def api(live_server: LiveServer, account: NewAccount) -> Api:
-    return Api(live_server, account.api_key)
+def api(runtime: Runtime, account: NewAccount) -> Api:
+    return Api(runtime, account.api_key)
 
 
 @pytest.fixture
-def other_api(live_server: LiveServer, other_account: NewAccount) -> Api:
-    return Api(live_server, other_account.api_key)
+def other_api(runtime: Runtime, other_account: NewAccount) -> Api:
+    return Api(runtime, other_account.api_key)
+
+
+@pytest.fixture
+def sqlite_api(sqlite_url: str, tmp_path: Path) -> Iterator[Api]:
+    """The API on SQLite only, for checks that do not depend on the database."""
+    runtime = make_runtime(sqlite_url, tmp_path)
+    with runtime.sessions.begin() as session:
+        created = create_account(session, "acme", PASSWORD)
+    yield Api(runtime, created.api_key)
+    runtime.close()
 
 
 def sftp_body(server: SshdServer, remote_dir: Path, **changes: Any) -> dict[str, Any]:
@@ -128,10 +149,9 @@ def test_email_destination_test_sends_a_test_message(tmp_path: Path, sqlite_url:
     runtime = make_runtime(sqlite_url, tmp_path, smtp_host=smtp_server.host, smtp_port=smtp_server.port,
                            smtp_security="starttls", smtp_username=smtp_server.user,
                            smtp_password=smtp_server.password, smtp_ca_file=smtp_server.ca_file)
-    server = LiveServer(runtime)
     try:
         with runtime.sessions.begin() as session:
-            api = Api(server, create_account(session, "acme", PASSWORD).api_key)
+            api = Api(runtime, create_account(session, "acme", PASSWORD).api_key)
         created = api.call("POST", "/destinations", {"kind": "email", "events": ["BOUNCE", "COMPLAINT"],
                                                      "recipients": "ops@example.com", "interval_seconds": 600,
                                                      "test": True})
@@ -146,7 +166,6 @@ def test_email_destination_test_sends_a_test_message(tmp_path: Path, sqlite_url:
         assert tested.json()["ok"] is True
         assert [m["Subject"] for m in smtp_server.messages] == ["[eventgw] 1 events for acme"] * 2
     finally:
-        server.close()
         runtime.close()
 
 
@@ -178,7 +197,9 @@ def test_email_destination_test_sends_a_test_message(tmp_path: Path, sqlite_url:
     ({"kind": "email", "recipients": ["a@example.com"], "subject": "{nope}"}, "subject", "{count} and {account}"),
     ({"kind": "email", "recipients": ["a@example.com"], "batch_max_events": 0}, "batch_max_events", "from 1"),
 ])
-def test_bad_input_is_a_400_naming_the_field(api: Api, changes: dict[str, Any], field: str, message: str) -> None:
+def test_bad_input_is_a_400_naming_the_field(sqlite_api: Api, changes: dict[str, Any], field: str,
+                                             message: str) -> None:
+    api = sqlite_api
     body: dict[str, Any] = {"kind": "ftp", "events": ["OPEN"], "host": "ftp.example.com", "username": "u",
                             "password": "p", "known_hosts": "[ftp.example.com]:2222 ssh-ed25519 "
                             "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}
@@ -199,7 +220,8 @@ def test_bad_input_is_a_400_naming_the_field(api: Api, changes: dict[str, Any], 
     assert api.call("GET", "/destinations").json()["destinations"] == []
 
 
-def test_a_bad_change_changes_nothing(api: Api, ftp_server: FtpServer) -> None:
+def test_a_bad_change_changes_nothing(sqlite_api: Api, ftp_server: FtpServer) -> None:
+    api = sqlite_api
     ident = api.call("POST", "/destinations", ftp_body(ftp_server)).json()["id"]
 
     for body, field in (({"kind": "sftp"}, "kind"), ({"line_format": "xml"}, "line_format"),
@@ -268,7 +290,6 @@ def test_cli_manages_destinations(sqlite_url: str, tmp_path: Path, sshd_server: 
     known.write_text(sshd_server.known_hosts + "\n")
     directory = sshd_server.fresh_dir(f"cli-{os.getpid()}")
     assert gateway("account", "create", "acme", "--password", PASSWORD, "--email", "owner@example.com").returncode == 0
-    assert gateway("account", "create", "globex", "--password", PASSWORD, "--email", "nope").returncode == 1
 
     created = gateway("destination", "create", "--account", "acme", "--kind", "sftp", "--host", sshd_server.host,
                       "--port", str(sshd_server.port), "--username", sshd_server.username,
@@ -283,15 +304,13 @@ def test_cli_manages_destinations(sqlite_url: str, tmp_path: Path, sshd_server: 
     assert gateway("destination", "test", "--account", "acme", "2").stdout.startswith("test passed: uploaded and")
     bad = gateway("destination", "create", "--account", "acme", "--kind", "sftp", "--host", sshd_server.host,
                   "--username", "u", "--password", "p", "--events", "OPEN")
-    assert bad.returncode == 1 and "known_hosts" in bad.stderr
-    assert gateway("destination", "delete", "--account", "globex", "2").returncode == 1
+    assert bad.returncode == 1 and bad.stderr.startswith("Error: invalid input:\n  field 'known_hosts': is required")
     assert gateway("destination", "delete", "--account", "acme", "2").stdout == "destination #2 deleted\n"
-    assert gateway("destination", "list", "--account", "acme").stdout == ""
     runtime = make_runtime(sqlite_url, tmp_path)
     try:
         with runtime.sessions() as session:
             assert session.scalar(select(Account.notify_email).where(Account.name == "acme")) == "owner@example.com"
-            assert session.scalar(select(Account.id).where(Account.name == "globex")) is None
+            assert session.scalar(select(func.count()).select_from(Destination)) == 1  # the pull queue
     finally:
         runtime.close()
 

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,7 +22,8 @@ from sqlalchemy import select
 from gateway import webhooks
 from gateway.accounts import NewAccount, create_account
 from gateway.app import create_app
-from gateway.dispatch import Dispatcher, lease
+from gateway.dispatch import Dispatcher, lease, settle_failure
+from gateway.errors import DeliveryError
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
 from gateway.stats import account_stats
@@ -477,3 +479,54 @@ def test_an_expired_lease_is_delivered_by_another_dispatcher_with_the_same_id(
     assert request.headers["webhook-id"] == held.message_id
     assert event_ids(request) == ["e0", "e1", "e2"]
     until(lambda: pending(runtime, account.id, hook) == 0, other)
+
+
+def test_a_retried_batch_keeps_its_events_when_the_batch_size_is_lowered(
+    tuned: Tuned, http_receiver: Receiver, dispatchers: Callable[[Runtime], Dispatcher]
+) -> None:
+    runtime, account = tuned(retry_schedule=(0.2,))
+    hook = add_webhook(runtime, account.id, http_receiver.url, batch_max_events=10)
+    http_receiver.queue([Reply(500)])
+    ingest(runtime, account.id, [raw(f"e{i}") for i in range(10)])
+    dispatcher = dispatchers(runtime)
+    dispatcher.drain()
+
+    with runtime.sessions.begin() as session:
+        webhooks.update_webhook(session, account.id, hook, {"batch_max_events": 3})
+    until(lambda: pending(runtime, account.id, hook) == 0, dispatcher)
+
+    failed, retried, *fresh = http_receiver.requests
+    assert retried.headers["webhook-id"] == failed.headers["webhook-id"]
+    assert event_ids(retried) == event_ids(failed) == [f"e{i}" for i in range(10)]
+    assert fresh == []
+
+
+def test_dispatchers_racing_for_a_retried_batch_never_split_it(runtime: Runtime, account: NewAccount) -> None:
+    hook = add_webhook(runtime, account.id, refused_url(), batch_max_events=100)
+    ingest(runtime, account.id, [raw(f"e{i}") for i in range(50)])
+    retry_now = runtime.settings.replace(retry_schedule=(0,))
+    with runtime.sessions.begin() as session:
+        held = lease(session, session.get(Destination, hook), utcnow(), 60)  # type: ignore[arg-type]
+    assert held is not None
+    message_id = held.message_id
+
+    for _ in range(10):
+        with runtime.sessions.begin() as session:
+            settle_failure(session, held, utcnow(), 0.0, DeliveryError("HTTP 500"), retry_now)
+        start = threading.Barrier(2)
+        taken: list[Any] = []
+
+        def take() -> None:
+            with runtime.sessions.begin() as session:
+                destination = session.get(Destination, hook)
+                start.wait()
+                taken.append(lease(session, destination, utcnow(), 60))  # type: ignore[arg-type]
+
+        racers = [threading.Thread(target=take) for _ in range(2)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(30)
+        (held,) = [t for t in taken if t is not None]
+        assert held.message_id == message_id
+        assert [e["id"] for e in held.events] == [f"e{i}" for i in range(50)]

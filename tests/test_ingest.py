@@ -177,7 +177,8 @@ def test_csv_file(runtime: Runtime, account: NewAccount, tmp_path: Path) -> None
     path.write_text(
         "\ufeffid,type,occurred_at,email,phone,url,data.esp_name,data\n"
         "c1,open,2026-11-24T10:15:00Z,jane@example.com,,,Amazon SES,\n"
-        'c2,CLICK,1795515300,joe@example.com,,https://example.com/offer,SparkPost,"{""tags"": [""x""], ""n"": 100000000000000000000000000000}"\n'
+        'c2,CLICK,1795515300,joe@example.com,,https://example.com/offer,SparkPost,'
+        '"{""tags"": [""x""], ""n"": 100000000000000000000000000000}"\n'
         "c3,SMSOPTOUT,2026-11-24T11:15:00+01:00,,+44 7700 900123,,,\n",
         encoding="utf-8")
     result = ingest_file(runtime.sessions, account.id, path)

@@ -106,28 +106,10 @@ def serve(runtime: Runtime, server: LiveServer, account: NewAccount) -> Paint:
     return Paint(runtime, account, server.url)
 
 
-def stop(server: LiveServer) -> None:
-    """Stop a live server at once and cleanly; its close() then finds nothing left to do.
-
-    LiveServer.close() closes waitress's listener and trigger from this thread while the
-    event loop runs on: the loop then sits out its 1 s select timeout, and a connection
-    still winding down makes it select on a closed descriptor (an unhandled thread
-    exception, an error under filterwarnings=error). Closing from inside the loop, once
-    the clients have hung up, avoids both.
-    """
-    waitress_server: Any = server.server
-    deadline = time.monotonic() + 5
-    while waitress_server.active_channels and time.monotonic() < deadline:
-        time.sleep(0.005)
-    waitress_server.trigger.pull_trigger(waitress_server.close)
-    server.thread.join(timeout=5)
-
-
 @pytest.fixture
 def server(live_server: LiveServer) -> Iterator[LiveServer]:
     """The live server, stopped cleanly after the test."""
     yield live_server
-    stop(live_server)
 
 
 @pytest.fixture
@@ -151,7 +133,6 @@ def make_paint(store_url: str, tmp_path: Path) -> Iterator[Callable[..., Paint]]
 
     yield make
     for runtime, server in opened:
-        stop(server)
         server.close()
         runtime.close()
 

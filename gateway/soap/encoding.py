@@ -96,8 +96,12 @@ class PaintRequest:
     flavour: Flavour
 
 
-def parse_envelope(body: bytes, max_bytes: int = MAX_BODY_BYTES) -> PaintRequest:
+def parse_envelope(body: bytes, max_bytes: int = MAX_BODY_BYTES, flavour_hint: Flavour | None = None) -> PaintRequest:
     """Decode a handleRequest envelope of either flavour.
+
+    The flavour is read from the envelope itself; ``flavour_hint`` (from the SOAPAction)
+    settles the one case the envelope cannot: a request with no map data and no
+    SOAP-encoding attributes, as zeep sends on the encoded WSDL.
 
     Raises BodyTooLarge over ``max_bytes``, ForbiddenXML for any DOCTYPE, PaintDecodeError
     for a part that cannot be decoded and EnvelopeError for anything else that is not a
@@ -111,7 +115,7 @@ def parse_envelope(body: bytes, max_bytes: int = MAX_BODY_BYTES) -> PaintRequest
         raise EnvelopeError("the SOAP Envelope has no Body")
     wrapper = _find_operation(soap_body)
     parts = _parts_by_name(wrapper)
-    flavour = _flavour(parts, (envelope, soap_body, wrapper))
+    flavour = _flavour(parts, (envelope, soap_body, wrapper), flavour_hint)
     decoder = _EncodedDecoder(soap_body) if flavour == "encoded" else _LiteralDecoder()
     return PaintRequest(
         context_id=decoder.string_part(parts.get("contextId"), "contextId"),
@@ -244,8 +248,10 @@ def _parts_by_name(wrapper: etree._Element) -> dict[str, etree._Element]:
     return parts
 
 
-def _flavour(parts: dict[str, etree._Element], containers: tuple[etree._Element, ...]) -> Flavour:
-    """Literal if a map part holds ``pairs``, encoded if it holds ``item``s; else judged by SOAP-encoding hints."""
+def _flavour(parts: dict[str, etree._Element], containers: tuple[etree._Element, ...],
+             hint: Flavour | None = None) -> Flavour:
+    """Literal if a map part holds ``pairs``, encoded if it holds ``item``s; else judged by SOAP-encoding
+    hints, and failing those by ``hint`` (what the SOAPAction says)."""
     for name in ("entityData", "processData"):
         part = parts.get(name)
         if part is None:
@@ -257,7 +263,7 @@ def _flavour(parts: dict[str, etree._Element], containers: tuple[etree._Element,
     encoded_hints = any(node.get(_ENCODING_STYLE) is not None for node in containers) or any(
         part.get(_XSI_TYPE) is not None for part in parts.values()
     )
-    return "encoded" if encoded_hints else "literal"
+    return "encoded" if encoded_hints else (hint or "literal")
 
 
 class _EncodedDecoder:

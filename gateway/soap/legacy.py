@@ -20,7 +20,7 @@ from gateway import events as model
 from gateway import legacy_sessions, pull
 from gateway.api.auth import runtime
 from gateway.errors import AuthError, GatewayError, ValidationError
-from gateway.soap.encoding import EnvelopeError, PaintRequest, encode_fault, encode_result, parse_envelope
+from gateway.soap.encoding import EnvelopeError, Flavour, PaintRequest, encode_fault, encode_result, parse_envelope
 from gateway.store.models import utcnow
 
 blueprint = Blueprint("legacy", __name__)
@@ -32,6 +32,8 @@ MAX_REQUEST_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_NOTIFICATIONS = 1000
 CONTEXT_NOT_FOUND = "Bean requested not found - Bean type: [bus_entity_context]"
 XML = "text/xml; charset=utf-8"
+ENCODED_ACTION = "urn:localhost-paint#handleRequest"
+LITERAL_ACTION = "urn:localhost-paint#handleRequestLiteral"
 
 Result = dict[str, Any]
 
@@ -193,6 +195,14 @@ def handle(req: PaintRequest) -> bytes:
     return encode_result(result, req.flavour)
 
 
+def _flavour_hint() -> Flavour | None:
+    """The flavour the SOAPAction names: each WSDL declares its own action."""
+    action = request.headers.get("SOAPAction", "").strip('" ')
+    if action == LITERAL_ACTION:
+        return "literal"
+    return "encoded" if action == ENCODED_ACTION else None
+
+
 @blueprint.post("/paint")
 @blueprint.post("/_bus/request.soap")
 def endpoint() -> Response:
@@ -201,7 +211,7 @@ def endpoint() -> Response:
         return Response(encode_fault("Client", f"request body over {MAX_REQUEST_BYTES} bytes"), 500, content_type=XML)
     body = request.stream.read(MAX_REQUEST_BYTES + 1)
     try:
-        parsed = parse_envelope(body, max_bytes=MAX_REQUEST_BYTES)
+        parsed = parse_envelope(body, max_bytes=MAX_REQUEST_BYTES, flavour_hint=_flavour_hint())
     except EnvelopeError as exc:
         return Response(encode_fault("Client", str(exc)), 500, content_type=XML)
     try:
