@@ -20,8 +20,11 @@ import contextlib
 import csv
 import ftplib
 import hashlib
+import io
 import json
+import logging
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -79,6 +82,8 @@ _BASELINE_QUERY = (
 
 def child_baseline(job: dict[str, Any]) -> dict[str, Any]:
     """sqlite3, a loop formatting the same lines into a local file, and a plain upload."""
+    import orjson
+
     from gateway import events as model
 
     names = model.FIELD_NAMES
@@ -87,8 +92,8 @@ def child_baseline(job: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     connection = sqlite3.connect(job["db"])
     path = Path(job["data_dir"]) / "baseline.log"
-    with open(path, "w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out)
+    with open(path, "wb") as out, io.TextIOWrapper(out, encoding="utf-8", newline="") as text:
+        writer = csv.writer(text)
         if job["format"] == "csv":
             writer.writerow(model.CSV_COLUMNS)
         for row in connection.execute(_BASELINE_QUERY, (job["destination"],)):
@@ -98,13 +103,13 @@ def child_baseline(job: dict[str, Any]) -> dict[str, Any]:
                     values[i] = datetime.fromisoformat(values[i]).replace(tzinfo=timezone.utc)
             if values[data_at] is not None:
                 values[data_at] = json.loads(values[data_at])
-            event = {n: v for n, v in zip(names, values) if v is not None}
+            event = {n: v for n, v in zip(names, values, strict=True) if v is not None}
             if job["format"] == "form":
-                out.write(urlencode(model.to_form(event)) + "\n")
+                out.write(urlencode(model.to_form(event)).encode() + b"\n")
             elif job["format"] == "csv":
                 writer.writerow(model.to_csv_row(event))
             else:
-                out.write(json.dumps(model.to_json(event), ensure_ascii=False, separators=(",", ":")) + "\n")
+                out.write(orjson.dumps(model.to_json(event)) + b"\n")
     connection.close()
     if job["server"] == "ftp":
         ftp = ftplib.FTP()
@@ -115,9 +120,12 @@ def child_baseline(job: dict[str, Any]) -> dict[str, Any]:
         ftp.quit()
     else:
         import paramiko
+        from paramiko.hostkeys import HostKeyEntry
 
+        entry = HostKeyEntry.from_line(job["known_hosts"])
+        assert entry is not None
         client = paramiko.SSHClient()
-        client.get_host_keys().add(f"[{job['host']}]:{job['port']}", *job["host_key"])
+        client.get_host_keys().add(entry.hostnames[0], entry.key.get_name(), entry.key)
         client.connect(job["host"], job["port"], username=job["username"], allow_agent=False, look_for_keys=False,
                        pkey=paramiko.Ed25519Key.from_private_key_file(job["key_file"]))
         client.open_sftp().put(str(path), f"{job['remote_dir']}/{job['remote']}")
@@ -144,8 +152,12 @@ def ftp_server(home: Path) -> Iterator[Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from tests.fixtures import ftp
+    # A handler of its own keeps pyftpdlib from installing its chatty stderr one.
+    logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())
+    logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
 
-    yield from contextlib.contextmanager(ftp._serve)(home, None).__enter__(),  # noqa: B901
+    with contextlib.contextmanager(ftp._serve)(home, None) as server:
+        yield server
 
 
 @contextlib.contextmanager
@@ -238,46 +250,51 @@ def main() -> None:
         kind, job = args.child
         print(json.dumps((child_real if kind == "real" else child_baseline)(json.loads(job))))
         return
+    # Not under /tmp, which is often memory; readable by the SFTP user, which reads the key file.
     base = Path(tempfile.mkdtemp(prefix="eventgw-bench-export-", dir=os.environ.get("TMPDIR", "/var/tmp")))
     base.chmod(0o755)
     ftp_home = base / "ftp"
     ftp_home.mkdir()
-    with ftp_server(ftp_home) as ftpd, sshd_server() as sshd:
-        sftp_dir = sshd.fresh_dir("upload")
-        started = time.perf_counter()
-        url, destinations = store(base, args.events, ftpd, sshd, sftp_dir)
-        print(f"stored {args.events:,} events in {time.perf_counter() - started:.0f} s "
-              f"({(base / 'eventgw.db').stat().st_size / 1e6:.0f} MB store)")
-        key_file = base / "client_key"
-        key_file.write_text(sshd.private_key)
-        kind, key = sshd.known_hosts.split()[1:]
-        print(f"{'server':<6} {'format':<6} {'export rows/s':>14} {'baseline rows/s':>16} {'ratio':>6} "
-              f"{'export peak RSS':>16} {'baseline peak RSS':>18} {'file':>9}")
-        for server in args.servers.split(","):
-            home = ftp_home if server == "ftp" else sftp_dir
-            for line_format in args.formats.split(","):
-                prepare(url, destinations[server], line_format)
-                real = run_child("real", {"url": url, "data_dir": str(base), "destination": destinations[server]})
-                job = {"db": str(base / "eventgw.db"), "data_dir": str(base), "destination": destinations[server],
-                       "format": line_format, "server": server, "host": "127.0.0.1", "remote": "baseline.log",
-                       "port": ftpd.port if server == "ftp" else sshd.port,
-                       "username": ftpd.user if server == "ftp" else sshd.username, "password": ftpd.password,
-                       "key_file": str(key_file), "host_key": [kind, key], "remote_dir": str(sftp_dir)}
-                import paramiko
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, base, ignore_errors=True)
+        ftpd = cleanup.enter_context(ftp_server(ftp_home))
+        sshd = cleanup.enter_context(sshd_server())
+        run(args, base, ftp_home, ftpd, sshd)
 
-                job["host_key"] = [kind, paramiko.Ed25519Key(data=__import__("base64").b64decode(key))]
-                baseline = run_child("baseline", job)
-                (exported,) = [p for p in home.iterdir() if p.name.startswith("events-")]
-                if digest(exported) != digest(home / "baseline.log"):
-                    raise SystemExit(f"{server} {line_format}: the exported file differs from the baseline's")
-                size = exported.stat().st_size
-                exported.unlink()
-                (home / "baseline.log").unlink()
-                ratio = baseline["seconds"] / real["seconds"]
-                print(f"{server:<6} {line_format:<6} {args.events / real['seconds']:>14,.0f} "
-                      f"{args.events / baseline['seconds']:>16,.0f} {ratio:>6.0%} {real['peak_mb']:>13.0f} MB "
-                      f"{baseline['peak_mb']:>15.0f} MB {size / 1e6:>6.0f} MB", flush=True)
-        print(f"(export child RSS before the export started: {real['rss_before_mb']:.0f} MB)")
+
+def run(args: argparse.Namespace, base: Path, ftp_home: Path, ftpd: Any, sshd: Any) -> None:
+    """Store the events and compare the export with the baseline for each server and format."""
+    sftp_dir = sshd.fresh_dir("upload")
+    started = time.perf_counter()
+    url, destinations = store(base, args.events, ftpd, sshd, sftp_dir)
+    print(f"stored {args.events:,} events in {time.perf_counter() - started:.0f} s "
+          f"({(base / 'eventgw.db').stat().st_size / 1e6:.0f} MB store)")
+    key_file = base / "client_key"
+    key_file.write_text(sshd.private_key)
+    print(f"{'server':<6} {'format':<6} {'export rows/s':>14} {'baseline rows/s':>16} {'ratio':>6} "
+          f"{'export peak RSS':>16} {'baseline peak RSS':>18} {'file':>9}")
+    for server in args.servers.split(","):
+        home = ftp_home if server == "ftp" else sftp_dir
+        for line_format in args.formats.split(","):
+            prepare(url, destinations[server], line_format)
+            real = run_child("real", {"url": url, "data_dir": str(base), "destination": destinations[server]})
+            job = {"db": str(base / "eventgw.db"), "data_dir": str(base), "destination": destinations[server],
+                   "format": line_format, "server": server, "host": "127.0.0.1", "remote": "baseline.log",
+                   "port": ftpd.port if server == "ftp" else sshd.port,
+                   "username": ftpd.user if server == "ftp" else sshd.username, "password": ftpd.password,
+                   "key_file": str(key_file), "known_hosts": sshd.known_hosts, "remote_dir": str(sftp_dir)}
+            baseline = run_child("baseline", job)
+            (exported,) = [p for p in home.iterdir() if p.name.startswith("events-")]
+            if digest(exported) != digest(home / "baseline.log"):
+                raise SystemExit(f"{server} {line_format}: the exported file differs from the baseline's")
+            size = exported.stat().st_size
+            exported.unlink()
+            (home / "baseline.log").unlink()
+            ratio = baseline["seconds"] / real["seconds"]
+            print(f"{server:<6} {line_format:<6} {args.events / real['seconds']:>14,.0f} "
+                  f"{args.events / baseline['seconds']:>16,.0f} {ratio:>6.0%} {real['peak_mb']:>13.0f} MB "
+                  f"{baseline['peak_mb']:>15.0f} MB {size / 1e6:>6.0f} MB", flush=True)
+    print(f"(export child RSS before the export started: {real['rss_before_mb']:.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from typing import IO, Any
 from urllib.parse import urlencode
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import String, func, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from gateway import events as model
@@ -182,26 +182,28 @@ def _period_start(lease: str) -> datetime:
 # --- the lines of a file
 
 
-def _form_line(event: model.Event) -> str:
-    return urlencode(model.to_form(event)) + "\n"
+def _form_line(event: model.Event) -> bytes:
+    return urlencode(model.to_form(event)).encode("ascii") + b"\n"  # percent-encoded: plain ASCII
 
 
-def _json_line(event: model.Event) -> str:
-    return orjson.dumps(model.to_json(event)).decode() + "\n"
+def _json_line(event: model.Event) -> bytes:
+    return orjson.dumps(model.to_json(event), option=orjson.OPT_APPEND_NEWLINE)
 
 
-_LINES: dict[str, Callable[[model.Event], str]] = {"form": _form_line, "jsonl": _json_line}
+_LINES: dict[str, Callable[[model.Event], bytes]] = {"form": _form_line, "jsonl": _json_line}
 
 
-def write_lines(events: Iterable[model.Event], out: IO[str], line_format: str) -> int:
-    """Write one line per event (CSV: a header first); returns how many events were written."""
+def write_lines(events: Iterable[model.Event], out: IO[bytes], line_format: str) -> int:
+    """Write one UTF-8 line per event (CSV: a header first); returns how many events were written."""
     count = 0
     if line_format == "csv":
-        writer = csv.writer(out)
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="")  # type: ignore[type-var]
+        writer = csv.writer(text)
         writer.writerow(model.CSV_COLUMNS)
         for event in events:
             writer.writerow(model.to_csv_row(event))
             count += 1
+        text.detach()  # flushes, and leaves ``out`` to its owner
         return count
     render = _LINES[line_format]
     for event in events:
@@ -211,18 +213,19 @@ def write_lines(events: Iterable[model.Event], out: IO[str], line_format: str) -
 
 
 @contextmanager
-def _text_file(path: Path, compress: bool) -> Iterator[IO[str]]:
+def _open_file(path: Path, compress: bool) -> Iterator[IO[bytes]]:
     with open(path, "wb", buffering=1 << 20) as raw:
+        if not compress:
+            yield raw
+            return
         # No name and no time in the gzip header: the same rows give the same bytes.
-        binary: IO[bytes] = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,  # type: ignore[assignment]
-                                          compresslevel=GZIP_LEVEL) if compress else raw
-        with io.TextIOWrapper(binary, encoding="utf-8", newline="") as text:
-            yield text
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as packed:
+            yield packed  # type: ignore[misc]
 
 
 def write_file(events: Iterable[model.Event], path: Path, plan: FilePlan) -> int:
     """Write a period's file (gzip-compressed if the plan says so); returns how many events it holds."""
-    with _text_file(path, plan.gzip) as out:
+    with _open_file(path, plan.gzip) as out:
         return write_lines(events, out, plan.line_format)
 
 
@@ -240,16 +243,34 @@ def period_events(runtime: Runtime, lease: str) -> Iterator[model.Event]:
                 yield to_event(row[1:])
         return
     # On SQLite every transaction holds the write lock (BEGIN IMMEDIATE, see store/db.py);
-    # short transactions paged by queue id let ingest and the dispatcher in between.
+    # short transactions paged by queue id let ingest and the dispatcher in between. The
+    # stored text comes back raw and is converted here, the way ingest writes it, because
+    # SQLAlchemy's per-value type processing would cost as much as the read itself.
+    raw = query.with_only_columns(QueueItem.id, *(type_coerce(c, String) for c in EVENT_COLUMNS))
     last = 0
     while True:
         with runtime.engine.connect() as connection:
-            rows = connection.execute(query.where(QueueItem.id > last).limit(READ_CHUNK)).all()
+            rows = connection.execute(raw.where(QueueItem.id > last).limit(READ_CHUNK)).all()
         if not rows:
             return
         for row in rows:
-            yield to_event(row[1:])
+            yield _from_sqlite(row)
         last = rows[-1][0]
+
+
+_TIME_POSITIONS = tuple(i for i, name in enumerate(model.FIELD_NAMES, 1) if name in model.TIME_FIELDS)
+_DATA_POSITION = model.FIELD_NAMES.index("data") + 1
+
+
+def _from_sqlite(row: Any) -> model.Event:
+    """An event from (queue id, *EVENT_COLUMNS) as SQLite stores them: UTC times as ISO text, data as JSON text."""
+    values = list(row)
+    for position in _TIME_POSITIONS:
+        if values[position] is not None:
+            values[position] = datetime.fromisoformat(values[position]).replace(tzinfo=timezone.utc)
+    if values[_DATA_POSITION] is not None:
+        values[_DATA_POSITION] = orjson.loads(values[_DATA_POSITION])
+    return to_event(values[1:])
 
 
 # --- cutting periods and taking their rows
@@ -413,11 +434,14 @@ class Exporter:
                     if not ((quiet := self._quiet.get(ident)) and quiet[0] == updated and now < quiet[1])]
 
     def export_due(self, destination_id: int, now: datetime | None = None) -> int:
-        """Upload the destination's due periods, oldest first, until one fails; returns how many went up."""
+        """Upload the destination's due periods, oldest first, until one fails; returns how many went up.
+
+        Never raises: it runs on the dispatcher's threads; an unexpected error is logged and
+        the destination looked at again a minute later.
+        """
         now = now or utcnow()
         uploaded = 0
         recheck = now + timedelta(seconds=RECHECK_SECONDS)
-        updated = None
         try:
             while True:
                 with self.runtime.sessions.begin() as session:
@@ -425,7 +449,6 @@ class Exporter:
                     if found is None or not found[0].active:
                         return uploaded
                     destination, plan = found
-                    updated = destination.updated_at
                     recheck = min(recheck, plan.period_of(_closed_until(plan, now)).end
                                   + timedelta(seconds=CUT_GRACE_SECONDS))
                     lease = _take_next(session, destination, plan, now)
@@ -443,10 +466,25 @@ class Exporter:
                         recheck = min(recheck, retry_at)
                     return uploaded
                 uploaded += 1
+        except Exception:
+            log.exception("export of destination #%s failed", destination_id)
+            recheck = min(recheck, now + timedelta(seconds=60))
+            return uploaded
         finally:
-            if updated is not None:
-                with self._lock:
-                    self._quiet[destination_id] = (updated, recheck)
+            self._remember(destination_id, recheck)
+
+    def _remember(self, destination_id: int, recheck: datetime) -> None:
+        # Keyed by the destination's updated_at as it is now, after settling (which touches
+        # it): a later change of its settings or its activation makes it due at once.
+        try:
+            with self.runtime.sessions() as session:
+                updated = session.scalar(select(Destination.updated_at).where(Destination.id == destination_id))
+        except Exception:
+            log.exception("could not read destination #%s", destination_id)
+            return
+        if updated is not None:
+            with self._lock:
+                self._quiet[destination_id] = (updated, recheck)
 
     def run_due(self, now: datetime | None = None) -> int:
         """Export every due period of every file destination, one destination after another; returns files uploaded."""

@@ -10,6 +10,7 @@ turn 10,000 typed records into objects, lxml about 0.1 s.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -84,7 +85,10 @@ def parse_batch(content: bytes) -> ReceivedBatch:
     for item in result.iterfind(ns + "events/" + ns + "TypedEvent"):
         event: model.Event = {}
         for child in item:
-            name, convert = fields[child.tag]
+            known = fields.get(child.tag)
+            if known is None:
+                continue  # a field this client does not know yet (a newer gateway)
+            name, convert = known
             text = child.text or ""
             event[name] = convert(text) if convert else text
         events.append(event)
@@ -178,5 +182,7 @@ def pull_to_csv(client: EventsClient, account: str, password: str, types: Sequen
                 if peek:
                     break
     finally:
-        client.logout(session_id)
+        # A failed logout is harmless (the session expires when idle) and must not hide why the pull stopped.
+        with contextlib.suppress(GatewayError):
+            client.logout(session_id)
     return PullSummary(batches, written)

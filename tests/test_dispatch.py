@@ -510,18 +510,19 @@ def test_dispatchers_racing_for_a_retried_batch_never_split_it(runtime: Runtime,
     assert held is not None
     message_id = held.message_id
 
+    start = threading.Barrier(2)
+    taken: list[Any] = []
+
+    def take() -> None:
+        start.wait()
+        with runtime.sessions.begin() as session:
+            destination = session.get(Destination, hook)
+            taken.append(lease(session, destination, utcnow(), 60))  # type: ignore[arg-type]
+
     for _ in range(10):
         with runtime.sessions.begin() as session:
             settle_failure(session, held, utcnow(), 0.0, DeliveryError("HTTP 500"), retry_now)
-        start = threading.Barrier(2)
-        taken: list[Any] = []
-
-        def take() -> None:
-            with runtime.sessions.begin() as session:
-                destination = session.get(Destination, hook)
-                start.wait()
-                taken.append(lease(session, destination, utcnow(), 60))  # type: ignore[arg-type]
-
+        taken.clear()
         racers = [threading.Thread(target=take) for _ in range(2)]
         for racer in racers:
             racer.start()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import pytest
 from sqlalchemy import select, update
@@ -45,7 +45,9 @@ def at(day: date, hour: int = 10, minute: int = 0) -> datetime:
 
 def raw(uid: str, etype: str = "OPEN", **fields: Any) -> dict[str, Any]:
     event: dict[str, Any] = {"id": uid, "type": etype, "occurred_at": "2026-11-20T10:15:00Z",
-                             "email": f"{uid}@example.com", "message_name": "Winter sale, part 1 & 2"}
+                             "delivered_at": "2026-11-20T09:00:00.250000+01:00",
+                             "email": f"{uid}@example.com", "message_name": "Winter sale, part 1 & 2",
+                             "data": {"esp": "in-house", "tags": ["a", "b"], "score": 1.5}}
     if etype == "CLICK":
         event["url"] = "https://shop.example.com/offer?a=1&b=2"
     return {**event, **fields}
@@ -200,7 +202,10 @@ def test_each_period_becomes_one_complete_file_per_format_on_ftp(acme: tuple[Run
     assert (ftp_server.home / "csv" / name(DAY2)).read_text().startswith("id,type,occurred_at,email,")
     assert json.loads((ftp_server.home / "jsonl" / name(DAY2)).read_text().splitlines()[0]) == {
         "id": "b0", "type": "OPEN", "occurred_at": "2026-11-20T10:15:00Z", "email": "b0@example.com",
-        "message_name": "Winter sale, part 1 & 2"}
+        "message_name": "Winter sale, part 1 & 2", "delivered_at": "2026-11-20T08:00:00.250000Z",
+        "data": {"esp": "in-house", "tags": ["a", "b"], "score": 1.5}}
+    assert dict(parse_qsl(form_line))["Event_date"] == "1795169700"
+    assert "tags[]=a&tags[]=b" in unquote(form_line)
     log = attempt_log(runtime, made["csv"])
     assert [(a["message_id"], a["outcome"], a["events"]) for a in log] == [
         (f"file:{made['csv']}:{DAY1}T00:00Z", "delivered", 35), (f"file:{made['csv']}:{DAY2}T00:00Z", "delivered", 20)]

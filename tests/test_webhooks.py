@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -214,6 +216,31 @@ def test_create_with_verify_refuses_a_url_that_does_not_answer_2xx(
     created = create(live_server, url=http_receiver.url, events=["OPEN"], verify=True)
     assert route_ids(live_server)["OPEN"] == [created["id"]]
     assert len(http_receiver.requests) == 2
+
+
+def test_verifying_a_slow_url_holds_up_nothing_else(
+    live_server: LiveServer, account: NewAccount, http_receiver: Receiver
+) -> None:
+    hook = create(live_server, url=http_receiver.url, events=["OPEN"])["id"]
+    http_receiver.respond(200, delay=1.5)
+    answers: list[Answer] = []
+    probes = [
+        threading.Thread(target=lambda: answers.append(call(live_server, "POST", f"/api/v1/webhooks/{hook}/verify"))),
+        threading.Thread(target=lambda: answers.append(call(live_server, "POST", "/api/v1/webhooks", json={
+            "url": http_receiver.url, "events": ["CLICK"], "verify": True}))),
+    ]
+    for probe in probes:
+        probe.start()
+    http_receiver.wait_for(2)
+
+    started = time.monotonic()
+    post_events(live_server, [raw("o1"), raw("c1", "CLICK")])
+    assert time.monotonic() - started < 0.75
+
+    for probe in probes:
+        probe.join(TIMEOUT)
+    assert sorted(a.status for a in answers) == [200, 201]
+    assert webhook_count(live_server) == 2
 
 
 def test_a_gone_webhook_is_deactivated_and_activate_with_replay_delivers_what_waited(

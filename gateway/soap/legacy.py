@@ -93,6 +93,11 @@ def _batch_result(batch: pull.Batch) -> Result:
     }})
 
 
+def render_batch(batch: pull.Batch, flavour: Flavour) -> bytes:
+    """The whole getBatch response envelope of a batch."""
+    return encode_result(_batch_result(batch), flavour)
+
+
 def _login(req: PaintRequest) -> Result:
     rt = runtime()
     name = str(req.entity_data.get("userName") or "").strip()
@@ -161,7 +166,7 @@ def _get_batch(req: PaintRequest, flavour: str) -> bytes:
     if problems:
         raise LegacyError("bean_exception_validation", problems)
     return pull.get_batch(rt.sessions, account_id, types, limit, "read" if read else "peek",
-                          lambda batch: encode_result(_batch_result(batch), flavour))
+                          lambda batch: render_batch(batch, flavour))
 
 
 Process = Callable[[PaintRequest], Result]

@@ -144,7 +144,7 @@ class EventsService(ServiceBase):
         _answer(ctx)(batch)
 
 
-class _Soap11(Soap11):  # type: ignore[misc]
+class _Soap11(Soap11):
     """Spyne's SOAP 1.1, refusing documents with a DTD (its parser never expands entities or fetches anything)."""
 
     def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
@@ -154,7 +154,7 @@ class _Soap11(Soap11):  # type: ignore[misc]
             raise Fault("Client.XMLSyntaxError", "a document type declaration (DOCTYPE) is not allowed")
 
 
-class EventsApplication(Application):  # type: ignore[misc]
+class EventsApplication(Application):
     """The Spyne application, holding the Runtime its methods work with (they run outside Flask)."""
 
     def __init__(self, runtime: Runtime | None) -> None:
