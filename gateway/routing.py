@@ -60,6 +60,7 @@ def set_route(session: Session, account_id: int, event_type: str, destination_id
     """Route one type to exactly these destinations (one, for the legacy one-destination-per-type setup)."""
     if not destination_ids:
         raise ValidationError("name at least one destination", "destinations")
+    destination_ids = list(dict.fromkeys(destination_ids))  # a repeated id is one route, not a clash
     for destination_id in destination_ids:
         _owned(session, account_id, destination_id)
     session.execute(delete(Route).where(Route.account_id == account_id, Route.event_type == event_type))

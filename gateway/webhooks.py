@@ -5,11 +5,12 @@ Every function works inside the caller's transaction and only on the caller's ac
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import events as model
 from gateway import routing
@@ -126,15 +127,24 @@ def get(session: Session, account_id: int, webhook_id: int) -> Destination:
     return destination
 
 
-def create(session: Session, account_id: int, payload: Mapping[str, Any]) -> Destination:
-    """Create a webhook and route its event types to it (taking them out of the pull queue's defaults)."""
-    types = _check_events(payload.get("events"))
+def prepare(account_id: int, payload: Mapping[str, Any]) -> Destination:
+    """A validated webhook, not stored yet (so that it can be probed first); ValidationError names the field."""
+    _check_events(payload.get("events"))
     settings = _check_settings(payload, {})
-    destination = Destination(account_id=account_id, kind="http", name=settings["url"][:200],
-                              app=_check_app(payload.get("app")), settings=settings)
+    return Destination(account_id=account_id, kind="http", name=settings["url"][:200],
+                       app=_check_app(payload.get("app")), settings=settings)
+
+
+def create(session: Session, account_id: int, payload: Mapping[str, Any],
+           prepared: Destination | None = None) -> Destination:
+    """Store a webhook (``prepared`` from this payload, or made now) and route its event types to it.
+
+    Routing a type to it takes the type out of the pull queue's defaults.
+    """
+    destination = prepared or prepare(account_id, payload)
     session.add(destination)
     session.flush()
-    routing.add_routes(session, account_id, destination.id, types)
+    routing.add_routes(session, account_id, destination.id, _check_events(payload.get("events")))
     return destination
 
 
@@ -178,9 +188,14 @@ def delete_webhook(session: Session, account_id: int, webhook_id: int) -> None:
     session.flush()
 
 
-def verify(session: Session, account_id: int, webhook_id: int, settings: Settings) -> dict[str, Any]:
-    """Send a test event to the webhook now and report what it answered."""
-    destination = get(session, account_id, webhook_id)
+def verify(sessions: sessionmaker[Session], account_id: int, webhook_id: int, settings: Settings) -> dict[str, Any]:
+    """Send a test event to the webhook now and report what it answered.
+
+    The session is closed before the test event goes out: on SQLite every transaction
+    holds the write lock, and a slow endpoint must not stall the store meanwhile.
+    """
+    with sessions() as session:
+        destination = get(session, account_id, webhook_id)
     return probe(destination, settings)
 
 
@@ -212,7 +227,8 @@ def activate(session: Session, account_id: int, webhook_id: int, replay: bool) -
         QueueItem.destination_id == webhook_id, PENDING)
     if replay:
         session.execute(update(QueueItem).where(QueueItem.destination_id == webhook_id, PENDING)
-                        .values(state="ready", due_at=now, attempts=0), execution_options={"synchronize_session": False})
+                        .values(state="ready", due_at=now, attempts=0),
+                        execution_options={"synchronize_session": False})
     elif not destination.active:
         dropped = int(session.scalar(pending) or 0)
         session.execute(update(QueueItem).where(QueueItem.destination_id == webhook_id, PENDING)

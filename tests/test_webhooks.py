@@ -325,7 +325,7 @@ def test_routes_send_a_type_where_the_account_says(
     assert one.body["type"] == "OPEN" and [d["id"] for d in one.body["destinations"]] == [first]
     assert route_ids(live_server)["OPEN"] == [first]
     assert call(live_server, "GET", f"/api/v1/webhooks/{second}").body["events"] == ["CLICK"]
-    both = call(live_server, "PUT", "/api/v1/routes/OPEN", json={"destinations": [pull, first]})
+    both = call(live_server, "PUT", "/api/v1/routes/OPEN", json={"destinations": [pull, first, pull]})
     assert [(d["id"], d["kind"]) for d in both.body["destinations"]] == [(pull, "pull"), (first, "http")]
 
     for path, body, field in [("/api/v1/routes/NOPE", {"destinations": [pull]}, "type"),

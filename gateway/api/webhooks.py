@@ -43,13 +43,14 @@ def create() -> tuple[Response, int]:
     account_id = current_account()
     rt = runtime()
     payload = _body()
+    destination = webhooks.prepare(account_id, payload)
+    if payload.get("verify"):
+        # Before the transaction: the store is not held while the endpoint takes its time.
+        outcome = webhooks.probe(destination, rt.settings)
+        if not outcome["ok"]:
+            raise ValidationError(f"the URL did not accept a test event: {outcome['error']}", "url")
     with rt.sessions.begin() as session:
-        destination = webhooks.create(session, account_id, payload)
-        if payload.get("verify"):
-            outcome = webhooks.probe(destination, rt.settings)
-            if not outcome["ok"]:
-                session.rollback()
-                raise ValidationError(f"the URL did not accept a test event: {outcome['error']}", "url")
+        webhooks.create(session, account_id, payload, destination)
         return jsonify(webhooks.view(session, destination, with_secret=True)), 201
 
 
@@ -93,8 +94,7 @@ def verify(webhook_id: int) -> Response:
     """Send a test event and report what the endpoint answered."""
     account_id = current_account()
     rt = runtime()
-    with rt.sessions() as session:
-        return jsonify(webhooks.verify(session, account_id, webhook_id, rt.settings))
+    return jsonify(webhooks.verify(rt.sessions, account_id, webhook_id, rt.settings))
 
 
 @blueprint.post("/api/v1/webhooks/<int:webhook_id>/activate")
