@@ -38,7 +38,10 @@ class Settings:
     # Dispatcher
     dispatch_interval_seconds: float = 0.5
     dispatch_lease_seconds: int = 120
-    dispatch_concurrency: int = 8
+    # Deliveries in flight at once (at most one per destination). Waiting on a slow
+    # endpoint costs a thread, not a core: keep this above the number of push destinations
+    # that may hang at once, or they delay the healthy ones by up to their timeout.
+    dispatch_concurrency: int = 64
     http_timeout_seconds: float = 10.0
     # Delays before each retry; the first attempt is immediate (about a day in all).
     retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
