@@ -40,6 +40,7 @@ def sink_for(destination: Destination, settings: Settings) -> Any:
             timeout=float(options.get("timeout_seconds") or settings.http_timeout_seconds),
             verify_tls=bool(options.get("verify_tls", True)),
             max_retry_after=settings.max_retry_after_seconds,
+            max_bytes=int(options["batch_max_bytes"]) if options.get("batch_max_bytes") else None,
         )
     if destination.kind == "email":
         session = Session.object_session(destination)

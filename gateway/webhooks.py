@@ -85,7 +85,8 @@ def _check_settings(payload: Mapping[str, Any], current: Mapping[str, Any]) -> d
             raise _problem("basic_auth", "must be {\"username\": ..., \"password\": ...} or null")
         settings["basic_auth"] = [auth["username"], auth["password"]] if auth else None
     for key, low, high in (("batch_max_events", 1, 10_000), ("interval_seconds", 0, 86_400),
-                           ("batch_max_wait_seconds", 0, 86_400), ("timeout_seconds", MIN_TIMEOUT, MAX_TIMEOUT)):
+                           ("batch_max_wait_seconds", 0, 86_400), ("batch_max_bytes", 1024, 100_000_000),
+                           ("timeout_seconds", MIN_TIMEOUT, MAX_TIMEOUT)):
         if key in payload:
             value = payload[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
@@ -112,6 +113,7 @@ def view(session: Session, destination: Destination, *, with_secret: bool = Fals
         "basic_auth": bool(options.get("basic_auth")),
         "batch_max_events": options.get("batch_max_events", 500),
         "interval_seconds": options.get("interval_seconds", 0),
+        "batch_max_bytes": options.get("batch_max_bytes"),
         "created_at": model.iso(destination.created_at),
     }
     if with_secret:

@@ -83,10 +83,28 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def render(format: str, events: Sequence[Event]) -> list[tuple[str, bytes]]:
-    """The request bodies of a batch in ``format``, each with its Content-Type."""
+def render(format: str, events: Sequence[Event], max_bytes: int | None = None) -> list[tuple[str, bytes]]:
+    """The request bodies of a batch in ``format``, each with its Content-Type.
+
+    In ``json`` a batch is one array, or with ``max_bytes`` as few arrays as keep each
+    body within it (an event larger than the limit still goes, alone).
+    """
     if format == "json":
-        return [("application/json", _json([ev.to_json(e) for e in events]))]
+        if max_bytes is None:
+            return [("application/json", _json([ev.to_json(e) for e in events]))]
+        bodies: list[tuple[str, bytes]] = []
+        chunk: list[bytes] = []
+        size = 2
+        for event in events:
+            item = _json(ev.to_json(event))
+            if chunk and size + len(item) + 1 > max_bytes:
+                bodies.append(("application/json", b"[" + b",".join(chunk) + b"]"))
+                chunk, size = [], 2
+            chunk.append(item)
+            size += len(item) + 1
+        if chunk or not bodies:
+            bodies.append(("application/json", b"[" + b",".join(chunk) + b"]"))
+        return bodies
     if format == "json-single":
         return [("application/json", _json({"event": e["type"].lower(), **ev.to_json(e)})) for e in events]
     return [("application/x-www-form-urlencoded", urlencode(ev.to_form(e)).encode("ascii")) for e in events]
@@ -110,6 +128,7 @@ class HttpSink:
         timeout: float = 10.0,
         verify_tls: bool = True,
         max_retry_after: float = 3600.0,
+        max_bytes: int | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
     ) -> None:
         parsed = urllib3.util.parse_url(url)
@@ -131,6 +150,7 @@ class HttpSink:
         self.secrets = tuple(secrets)
         self.timeout = timeout
         self.max_retry_after = max_retry_after
+        self.max_bytes = max_bytes
         self._peer = f"{parsed.host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
         self._path = parsed.request_uri
         self._headers = {"User-Agent": user_agent, **(headers or {})}
@@ -149,10 +169,10 @@ class HttpSink:
         After a failure in a single format, a retry sends every event again with the same
         webhook ids, so the receiver can skip those it already has.
         """
-        bodies = render(self.format, events)
+        bodies = render(self.format, events, self.max_bytes)
         status, answer = None, b""
         for index, (content_type, body) in enumerate(bodies):
-            webhook_id = message_id if self.format == "json" else f"{message_id}_{index}"
+            webhook_id = message_id if len(bodies) == 1 and self.format == "json" else f"{message_id}_{index}"
             try:
                 status, answer = self._post(webhook_id, content_type, body)
             except DeliveryError as exc:

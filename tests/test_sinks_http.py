@@ -227,3 +227,22 @@ def test_generated_secrets_parse_and_short_ones_do_not() -> None:
         parse_secret("whsec_" + base64.b64encode(b"short").decode())
     with pytest.raises(ValueError, match="base64"):
         parse_secret("whsec_not base64!")
+
+
+def test_a_json_batch_over_max_bytes_goes_as_several_posts_each_within_the_limit(http_receiver):
+    events = [
+        {"id": f"e{i}", "type": "OPEN", "occurred_at": datetime(2026, 11, 24, tzinfo=timezone.utc),
+         "email": f"user{i}@example.com", "data": {"pad": "x" * 200}}
+        for i in range(20)
+    ]
+    sink = HttpSink(http_receiver.url, format="json", max_bytes=2000)
+    try:
+        sink.deliver("msg_split", events)
+    finally:
+        sink.close()
+    bodies = [json.loads(request.body) for request in http_receiver.requests]
+    assert len(bodies) > 1
+    assert all(len(request.body) <= 2000 for request in http_receiver.requests)
+    assert [event["id"] for body in bodies for event in body] == [f"e{i}" for i in range(20)]
+    ids = [request.headers["webhook-id"] for request in http_receiver.requests]
+    assert ids == [f"msg_split_{n}" for n in range(len(bodies))]
