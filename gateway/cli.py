@@ -179,7 +179,7 @@ def stats(ctx: click.Context, account_name: str, as_json: bool) -> None:
     from gateway.stats import account_stats
 
     runtime = _runtime(ctx)
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         figures = account_stats(session, account_by_name(session, account_name).id)
     if as_json:
         click.echo(json.dumps(figures, indent=2))

@@ -197,7 +197,7 @@ def write_lines(events: Iterable[model.Event], out: IO[bytes], line_format: str)
     """Write one UTF-8 line per event (CSV: a header first); returns how many events were written."""
     count = 0
     if line_format == "csv":
-        text = io.TextIOWrapper(out, encoding="utf-8", newline="")  # type: ignore[type-var]
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="")
         writer = csv.writer(text)
         writer.writerow(model.CSV_COLUMNS)
         for event in events:

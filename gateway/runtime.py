@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
-from gateway.store.db import make_engine, make_sessions, upgrade
+from gateway.store.db import make_engine, make_read_sessions, make_sessions, upgrade
 
 
 @dataclass
@@ -17,6 +17,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]
 
     def close(self) -> None:
         """Release the database connections."""
@@ -28,4 +29,4 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     engine = make_engine(settings.effective_database_url)
     if migrate:
         upgrade(engine)
-    return Runtime(settings, engine, make_sessions(engine))
+    return Runtime(settings, engine, make_sessions(engine), make_read_sessions(engine))

@@ -14,5 +14,5 @@ blueprint = Blueprint("metrics", __name__)
 def metrics() -> Response:
     """Attempts by outcome, delivery latency, and queue depth and age per destination kind."""
     queue = CollectorRegistry()
-    queue.register(QueueCollector(runtime().sessions))
+    queue.register(QueueCollector(runtime().read_sessions))
     return Response(generate_latest(REGISTRY) + generate_latest(queue), content_type=CONTENT_TYPE_LATEST)

@@ -51,5 +51,5 @@ def batch_again(batch_id: str) -> Response:
     """Fetch an earlier batch again, within the recovery window."""
     account_id = current_account()
     rt = runtime()
-    batch = pull.batch_again(rt.sessions, account_id, batch_id, timedelta(days=rt.settings.recovery_days))
+    batch = pull.batch_again(rt.read_sessions, account_id, batch_id, timedelta(days=rt.settings.recovery_days))
     return jsonify(_render(batch))

@@ -14,7 +14,7 @@ blueprint = Blueprint("stats", __name__)
 def get_stats() -> Response:
     """Stored events per type and what waits per destination, for the calling account."""
     account_id = current_account()
-    with runtime().sessions() as session:
+    with runtime().read_sessions() as session:
         return jsonify(account_stats(session, account_id))
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+READ_ONLY = "eventgw_read_only"
 # JSON columns (an event's data, a destination's settings) through orjson: several times
 # faster than the standard library on the ingest and delivery paths.
 _JSON: dict[str, Any] = {"json_serializer": lambda value: orjson.dumps(value).decode(),
@@ -35,7 +36,11 @@ def _sqlite_begin(connection: Connection) -> None:
     # BEGIN IMMEDIATE takes the write lock up front (waiting up to busy_timeout). A deferred
     # transaction that reads and then writes fails at once with "database is locked" when
     # another writer committed in between, which would break every lease and mark-as-read.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Read-only work (see make_read_sessions) reads a snapshot and never blocks writers.
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -54,6 +59,12 @@ def make_engine(url: str) -> Engine:
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
     """A session factory: use one session per unit of work (`with sessions.begin() as s:`)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_sessions(engine: Engine) -> sessionmaker[Session]:
+    """A session factory for work that only reads (exports, listings): on SQLite it reads a
+    snapshot without taking the write lock, so a long read never stalls ingest or delivery."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 def alembic_config(engine: Engine) -> Config:
