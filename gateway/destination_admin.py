@@ -310,6 +310,7 @@ def activate(session: Session, destination: Destination, replay: bool) -> dict[s
     destination.deactivated_at = None
     destination.failing_since = None
     destination.consecutive_failures = 0
+    destination.paused_until = None
     session.add(Notice(account_id=destination.account_id, destination_id=destination.id, kind="activated",
                        message=f"{destination.kind} destination #{destination.id} activated"
                        + (" with replay" if replay else "")

@@ -230,47 +230,40 @@ def write_file(events: Iterable[model.Event], path: Path, plan: FilePlan) -> int
 
 
 def period_events(runtime: Runtime, lease: str) -> Iterator[model.Event]:
-    """The events of a cut period in arrival order, read in chunks so memory stays flat."""
+    """The events of a cut period in arrival order, streamed (a server-side cursor on PostgreSQL).
+
+    Read-only, so on SQLite it reads a snapshot and never holds ingest or delivery up.
+    """
+    sqlite = runtime.engine.dialect.name == "sqlite"
+    # On SQLite the stored text comes back raw and is converted here, the way ingest writes
+    # it: SQLAlchemy's per-value type processing would cost as much as the read itself.
+    columns = [type_coerce(c, String) for c in EVENT_COLUMNS] if sqlite else EVENT_COLUMNS
     query = (
-        select(QueueItem.id, *EVENT_COLUMNS)
+        select(*columns)
+        .select_from(QueueItem)
         .join(EventRow, EventRow.id == QueueItem.event_id)
         .where(QueueItem.lease_id == lease)
         .order_by(QueueItem.id)
     )
-    if runtime.engine.dialect.name == "postgresql":
-        with runtime.engine.connect() as connection:
-            for row in connection.execution_options(yield_per=READ_CHUNK).execute(query):
-                yield to_event(row[1:])
-        return
-    # On SQLite every transaction holds the write lock (BEGIN IMMEDIATE, see store/db.py);
-    # short transactions paged by queue id let ingest and the dispatcher in between. The
-    # stored text comes back raw and is converted here, the way ingest writes it, because
-    # SQLAlchemy's per-value type processing would cost as much as the read itself.
-    raw = query.with_only_columns(QueueItem.id, *(type_coerce(c, String) for c in EVENT_COLUMNS))
-    last = 0
-    while True:
-        with runtime.engine.connect() as connection:
-            rows = connection.execute(raw.where(QueueItem.id > last).limit(READ_CHUNK)).all()
-        if not rows:
-            return
-        for row in rows:
-            yield _from_sqlite(row)
-        last = rows[-1][0]
+    convert = _from_sqlite if sqlite else to_event
+    with runtime.read_sessions() as session:
+        for row in session.execute(query, execution_options={"yield_per": READ_CHUNK}):
+            yield convert(row)
 
 
-_TIME_POSITIONS = tuple(i for i, name in enumerate(model.FIELD_NAMES, 1) if name in model.TIME_FIELDS)
-_DATA_POSITION = model.FIELD_NAMES.index("data") + 1
+_TIME_POSITIONS = tuple(i for i, name in enumerate(model.FIELD_NAMES) if name in model.TIME_FIELDS)
+_DATA_POSITION = model.FIELD_NAMES.index("data")
 
 
 def _from_sqlite(row: Any) -> model.Event:
-    """An event from (queue id, *EVENT_COLUMNS) as SQLite stores them: UTC times as ISO text, data as JSON text."""
+    """An event from EVENT_COLUMNS as SQLite stores them: UTC times as ISO text, data as JSON text."""
     values = list(row)
     for position in _TIME_POSITIONS:
         if values[position] is not None:
             values[position] = datetime.fromisoformat(values[position]).replace(tzinfo=timezone.utc)
     if values[_DATA_POSITION] is not None:
         values[_DATA_POSITION] = orjson.loads(values[_DATA_POSITION])
-    return to_event(values[1:])
+    return to_event(values)
 
 
 # --- cutting periods and taking their rows

@@ -89,8 +89,10 @@ def _check_settings(payload: Mapping[str, Any], current: Mapping[str, Any]) -> d
                            ("timeout_seconds", MIN_TIMEOUT, MAX_TIMEOUT)):
         if key in payload:
             value = payload[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise _problem(key, f"must be a number from {low:g} to {high:g}")
+            kinds = (int,) if key.startswith("batch_max_") else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+                whole = "whole " if kinds == (int,) else ""
+                raise _problem(key, f"must be a {whole}number from {low:g} to {high:g}")
             settings[key] = value
     if "verify_tls" in payload:
         settings["verify_tls"] = bool(payload["verify_tls"])
@@ -135,6 +137,21 @@ def prepare(account_id: int, payload: Mapping[str, Any]) -> Destination:
     settings = _check_settings(payload, {})
     return Destination(account_id=account_id, kind="http", name=settings["url"][:200],
                        app=_check_app(payload.get("app")), settings=settings)
+
+
+def create_verified(sessions: sessionmaker[Session], account_id: int, payload: Mapping[str, Any],
+                    settings: Settings, verify: bool) -> dict[str, Any]:
+    """Create a webhook and return its view with the secret; with ``verify``, first send a test
+    event and refuse a URL that does not answer 2xx (nothing is stored then)."""
+    destination = prepare(account_id, payload)
+    if verify:
+        # Before the transaction: the store is not held while the endpoint takes its time.
+        outcome = probe(destination, settings)
+        if not outcome["ok"]:
+            raise _problem("url", f"the URL did not accept a test event: {outcome['error']}")
+    with sessions.begin() as session:
+        create(session, account_id, payload, destination)
+        return view(session, destination, with_secret=True)
 
 
 def create(session: Session, account_id: int, payload: Mapping[str, Any],

@@ -43,15 +43,8 @@ def create() -> tuple[Response, int]:
     account_id = current_account()
     rt = runtime()
     payload = _body()
-    destination = webhooks.prepare(account_id, payload)
-    if payload.get("verify"):
-        # Before the transaction: the store is not held while the endpoint takes its time.
-        outcome = webhooks.probe(destination, rt.settings)
-        if not outcome["ok"]:
-            raise ValidationError(f"the URL did not accept a test event: {outcome['error']}", "url")
-    with rt.sessions.begin() as session:
-        webhooks.create(session, account_id, payload, destination)
-        return jsonify(webhooks.view(session, destination, with_secret=True)), 201
+    return jsonify(webhooks.create_verified(rt.sessions, account_id, payload, rt.settings,
+                                            bool(payload.get("verify")))), 201
 
 
 @blueprint.get("/api/v1/webhooks")

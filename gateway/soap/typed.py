@@ -1,6 +1,8 @@
 """The typed SOAP service at /soap/events: Spyne, SOAP 1.1 document/literal, a thin adapter over gateway.pull.
 
-Operations: ``login``, ``logout``, ``getBatch``, ``acknowledgeBatch``, ``getBatchAgain``.
+Operations: ``login``, ``logout``, ``getBatch``, ``acknowledgeBatch``, ``getBatchAgain``; the
+webhook-management operations are in ``gateway.soap.typed_webhooks``, served by the same
+application, which resolves sessions and maps the gateway's errors to Faults for both.
 The ``TypedEvent`` record is derived from ``gateway.events.FIELDS``: its elements carry the
 model's field names, in the model's order; text fields are ``xs:string``, times
 ``xs:dateTime`` and ``data`` is a string holding a JSON object (compact, keys sorted),
@@ -34,6 +36,7 @@ from gateway import events as model
 from gateway import legacy_sessions, pull
 from gateway.errors import AuthError, GatewayError, NotFound, ValidationError
 from gateway.runtime import Runtime
+from gateway.soap.typed_webhooks import WebHooksService
 
 TNS = "urn:eventgw:events:1"
 PATH = "/soap/events"
@@ -78,21 +81,7 @@ class BatchResult(ComplexModel):
 
 
 class EventsService(ServiceBase):
-    """The operations; each translates its arguments into one call of the pull core."""
-
-    @classmethod
-    def call_wrapper(cls, ctx: Any, args: Any = None) -> Any:
-        """Map the gateway's errors to SOAP Faults, in this one place (never a stack trace)."""
-        try:
-            return super().call_wrapper(ctx, args)
-        except ValidationError as exc:
-            raise Fault("Client.ValidationError", str(exc)) from None
-        except AuthError as exc:
-            raise Fault("Client.AuthError", str(exc)) from None
-        except NotFound as exc:
-            raise Fault("Client.NotFound", str(exc)) from None
-        except GatewayError as exc:
-            raise Fault("Client.Error", str(exc)) from None
+    """The pull operations; each translates its arguments into one call of the pull core."""
 
     @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=Unicode,
          _in_arg_names={"user_name": "userName"}, _out_variable_name="sessionId")
@@ -120,7 +109,7 @@ class EventsService(ServiceBase):
                   peek: bool | None) -> None:
         """Take up to ``max`` of the oldest waiting events of ``types``."""
         rt = _runtime(ctx)
-        account_id = _account(rt, session_id)
+        account_id = _account(ctx, session_id)
         wanted = pull.check_types(",".join(types or ()), "types")
         size = pull.check_max(limit, "max")
         mode: pull.Mode = "peek" if peek else "read" if mark_as_read else "lease"
@@ -132,14 +121,14 @@ class EventsService(ServiceBase):
     def acknowledgeBatch(ctx: Any, session_id: str, batch_id: str) -> int:
         """Mark a leased batch as collected; returns how many of its events it still held."""
         rt = _runtime(ctx)
-        return pull.acknowledge(rt.sessions, _account(rt, session_id), batch_id)
+        return pull.acknowledge(rt.sessions, _account(ctx, session_id), batch_id)
 
     @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=BatchResult,
          _in_arg_names={"session_id": "sessionId", "batch_id": "batchId"})
     def getBatchAgain(ctx: Any, session_id: str, batch_id: str) -> None:
         """The events of an earlier batch, within the recovery window (after a client crashed)."""
         rt = _runtime(ctx)
-        batch = pull.batch_again(rt.sessions, _account(rt, session_id), batch_id,
+        batch = pull.batch_again(rt.sessions, _account(ctx, session_id), batch_id,
                                  timedelta(days=rt.settings.recovery_days))
         _answer(ctx)(batch)
 
@@ -158,18 +147,43 @@ class EventsApplication(Application):
     """The Spyne application, holding the Runtime its methods work with (they run outside Flask)."""
 
     def __init__(self, runtime: Runtime | None) -> None:
-        super().__init__([EventsService], tns=TNS, name="Events",
+        super().__init__([EventsService, WebHooksService], tns=TNS, name="Events",
                          in_protocol=_Soap11(validator="soft"), out_protocol=Soap11())
-        self.runtime = runtime
+        self._runtime = runtime
+
+    @property
+    def runtime(self) -> Runtime:
+        """The Runtime; an application built only for its WSDL has none."""
+        if self._runtime is None:
+            raise RuntimeError("this application only describes the service")
+        return self._runtime
+
+    def account(self, session_id: str) -> int:
+        """The account of a live session; AuthError when it is unknown or expired."""
+        return legacy_sessions.resolve(self.runtime.sessions, session_id, self.runtime.settings.session_idle_seconds)
+
+    def call_wrapper(self, ctx: Any) -> Any:
+        """Map the gateway's errors to SOAP Faults, in this one place for every operation (never a stack trace)."""
+        try:
+            return super().call_wrapper(ctx)
+        except ValidationError as exc:
+            raise Fault("Client.ValidationError", str(exc)) from None
+        except AuthError as exc:
+            raise Fault("Client.AuthError", str(exc)) from None
+        except NotFound as exc:
+            raise Fault("Client.NotFound", str(exc)) from None
+        except GatewayError as exc:
+            raise Fault("Client.Error", str(exc)) from None
 
 
 def _runtime(ctx: Any) -> Runtime:
-    runtime: Runtime = ctx.app.runtime
-    return runtime
+    app: EventsApplication = ctx.app
+    return app.runtime
 
 
-def _account(rt: Runtime, session_id: str) -> int:
-    return legacy_sessions.resolve(rt.sessions, session_id, rt.settings.session_idle_seconds)
+def _account(ctx: Any, session_id: str) -> int:
+    app: EventsApplication = ctx.app
+    return app.account(session_id)
 
 
 def _answer(ctx: Any) -> Callable[[pull.Batch], None]:
