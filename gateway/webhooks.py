@@ -89,7 +89,7 @@ def _check_settings(payload: Mapping[str, Any], current: Mapping[str, Any]) -> d
                            ("timeout_seconds", MIN_TIMEOUT, MAX_TIMEOUT)):
         if key in payload:
             value = payload[key]
-            kinds = (int,) if key.startswith("batch_max_") else (int, float)
+            kinds = (int,) if key in ("batch_max_events", "batch_max_bytes") else (int, float)
             if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
                 whole = "whole " if kinds == (int,) else ""
                 raise _problem(key, f"must be a {whole}number from {low:g} to {high:g}")
