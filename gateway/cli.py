@@ -289,15 +289,9 @@ def destination_create(ctx: click.Context, account_name: str, kind: str, events:
     }
     payload = {"kind": kind, "events": events.split(","), **{k: v for k, v in given.items() if v is not None}}
     runtime = _runtime(ctx)
-    with runtime.sessions.begin() as session:
+    with runtime.read_sessions() as session:
         account_id = account_by_name(session, account_name).id
-        created = admin.create(session, account_id, payload)
-        if test:
-            outcome = admin.probe(created, runtime.settings)
-            if not outcome["ok"]:
-                session.rollback()
-                raise click.ClickException(f"the test failed, nothing was created: {outcome['error']}")
-        shown = admin.view(session, created)
+    shown = admin.create_tested(runtime, account_id, payload, test)
     click.echo(f"destination #{shown['id']} ({kind} {shown['name']}) created for {', '.join(shown['events'])}")
 
 
@@ -309,7 +303,7 @@ def destination_list(ctx: click.Context, account_name: str, as_json: bool) -> No
     """The account's email and file destinations (secrets are never shown)."""
     from gateway import destination_admin as admin
 
-    with _runtime(ctx).sessions() as session:
+    with _runtime(ctx).read_sessions() as session:
         account_id = account_by_name(session, account_name).id
         shown = [admin.view(session, d) for d in admin.list_destinations(session, account_id)]
     if as_json:
@@ -329,9 +323,9 @@ def destination_test(ctx: click.Context, account_name: str, destination_id: int)
     from gateway import destination_admin as admin
 
     runtime = _runtime(ctx)
-    with runtime.sessions() as session:
-        outcome = admin.probe(admin.get(session, account_by_name(session, account_name).id, destination_id),
-                              runtime.settings)
+    with runtime.read_sessions() as session:
+        account_id = account_by_name(session, account_name).id
+    outcome = admin.check_now(runtime, account_id, destination_id)
     if not outcome["ok"]:
         raise click.ClickException(f"test failed: {outcome['error']}")
     click.echo(f"test passed: {outcome['detail']}")

@@ -22,7 +22,8 @@ from gateway.destinations import DEFAULT_SUBJECT, FILE_KINDS, file_target, sink_
 from gateway.errors import DeliveryError, NotFound, Problem, ValidationError
 from gateway.export import FilePlan
 from gateway.notify import check_address
-from gateway.store.models import PENDING, Attempt, Destination, Notice, QueueItem, utcnow
+from gateway.runtime import Runtime
+from gateway.store.models import PENDING, Account, Attempt, Destination, Notice, QueueItem, utcnow
 from sinks.ftp import DEFAULT_PORTS, known_host_entries, load_private_key, uploader_for
 
 MANAGED_KINDS = ("email", "ftp", "sftp")
@@ -218,18 +219,52 @@ def get(session: Session, account_id: int, destination_id: int) -> Destination:
     return destination
 
 
-def create(session: Session, account_id: int, payload: Mapping[str, Any]) -> Destination:
-    """Create an email or file destination and route its event types to it (out of the pull queue's defaults)."""
+def prepare(account_id: int, payload: Mapping[str, Any]) -> Destination:
+    """A validated email or file destination, not stored yet (so that it can be tested first)."""
     kind = payload.get("kind")
     if kind not in MANAGED_KINDS:
         raise problem("kind", f"{kind!r} is not one of {', '.join(MANAGED_KINDS)} (webhooks: /api/v1/webhooks)")
-    types = check_events(payload.get("events"))
+    check_events(payload.get("events"))
     destination = Destination(account_id=account_id, kind=kind, settings=_settings(kind, payload, {}))
     destination.name = _name(destination)
+    return destination
+
+
+def create(session: Session, account_id: int, payload: Mapping[str, Any],
+           prepared: Destination | None = None) -> Destination:
+    """Store a destination (``prepared`` from this payload, or made now) and route its event types to it,
+    taking them out of the pull queue's defaults."""
+    destination = prepared or prepare(account_id, payload)
     session.add(destination)
     session.flush()
-    routing.add_routes(session, account_id, destination.id, types)
+    routing.add_routes(session, account_id, destination.id, check_events(payload.get("events")))
     return destination
+
+
+def create_tested(runtime: Runtime, account_id: int, payload: Mapping[str, Any], test: bool) -> dict[str, Any]:
+    """Create a destination and return its view; with ``test``, first test it and refuse one that
+    fails (nothing is stored then)."""
+    destination = prepare(account_id, payload)
+    if test:
+        # Before the transaction: the store is not held while the server takes its time.
+        outcome = probe(destination, runtime.settings, _account_name(runtime, account_id))
+        if not outcome["ok"]:
+            raise problem("test", f"the destination failed its test: {outcome['error']}")
+    with runtime.sessions.begin() as session:
+        create(session, account_id, payload, destination)
+        return view(session, destination)
+
+
+def check_now(runtime: Runtime, account_id: int, destination_id: int) -> dict[str, Any]:
+    """Test one of the caller's destinations now (no transaction is open meanwhile)."""
+    with runtime.read_sessions() as session:
+        destination = get(session, account_id, destination_id)
+    return probe(destination, runtime.settings, _account_name(runtime, account_id))
+
+
+def _account_name(runtime: Runtime, account_id: int) -> str:
+    with runtime.read_sessions() as session:
+        return session.scalar(select(Account.name).where(Account.id == account_id)) or ""
 
 
 def change(session: Session, account_id: int, destination_id: int, payload: Mapping[str, Any]) -> Destination:
@@ -264,9 +299,10 @@ def remove(session: Session, destination: Destination) -> None:
     session.flush()
 
 
-def probe(destination: Destination, settings: Settings) -> dict[str, Any]:
+def probe(destination: Destination, settings: Settings, account: str = "") -> dict[str, Any]:
     """Check a destination now: a push destination gets one test event, a file destination a test file
-    (uploaded and removed). ``ok`` says whether it went through; nothing is recorded."""
+    (uploaded and removed). ``ok`` says whether it went through; nothing is recorded. ``account``
+    names the account in a test email."""
     now = utcnow()
     try:
         if destination.kind in FILE_KINDS:
@@ -277,7 +313,7 @@ def probe(destination: Destination, settings: Settings) -> dict[str, Any]:
                 "email": "test@example.com", "message_id": "test", "message_name": "eventgw test event",
                 "data": {"test": True},
             }
-            sink = sink_for(destination, settings)
+            sink = sink_for(destination, settings, account=account)
             try:
                 receipt = sink.deliver(f"msg_test_{int(now.timestamp() * 1000)}", [sample])
             finally:

@@ -29,8 +29,11 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
                         ca_file=settings.smtp_ca_file or None)
 
 
-def sink_for(destination: Destination, settings: Settings) -> Any:
-    """The sink that delivers to a push destination, configured from its settings."""
+def sink_for(destination: Destination, settings: Settings, *, account: str | None = None) -> Any:
+    """The sink that delivers to a push destination, configured from its settings.
+
+    An email names the account (``account``, else looked up through the destination's session).
+    """
     options: dict[str, Any] = destination.settings
     if destination.kind == "http":
         auth = options.get("basic_auth")
@@ -43,8 +46,10 @@ def sink_for(destination: Destination, settings: Settings) -> Any:
             max_bytes=int(options["batch_max_bytes"]) if options.get("batch_max_bytes") else None,
         )
     if destination.kind == "email":
-        session = Session.object_session(destination)
-        account = session.scalar(select(Account.name).where(Account.id == destination.account_id)) if session else ""
+        if account is None:
+            session = Session.object_session(destination)
+            account = session.scalar(select(Account.name).where(Account.id == destination.account_id)) \
+                if session else ""
         return EmailSink(smtp_settings(settings), recipients=options["recipients"], account=account or "",
                          subject_template=options.get("subject") or DEFAULT_SUBJECT,
                          gzip_threshold=int(options.get("gzip_threshold", 1_000_000)))

@@ -419,7 +419,7 @@ class Exporter:
     def due_destinations(self, now: datetime | None = None) -> list[int]:
         """Active file destinations that may have a period to upload now."""
         now = now or utcnow()
-        with self.runtime.sessions() as session:
+        with self.runtime.read_sessions() as session:
             found = session.execute(select(Destination.id, Destination.updated_at).where(
                 Destination.active.is_(True), Destination.kind.in_(FILE_KINDS)).order_by(Destination.id)).all()
         with self._lock:
@@ -452,7 +452,7 @@ class Exporter:
                 try:
                     _upload(self.runtime, destination_id, plan, target, lease, attempts, self._on_deactivate)
                 except DeliveryError:
-                    with self.runtime.sessions() as session:
+                    with self.runtime.read_sessions() as session:
                         retry_at = session.scalar(select(func.min(QueueItem.due_at)).where(
                             QueueItem.lease_id == lease, PENDING))
                     if retry_at is not None:
@@ -470,7 +470,7 @@ class Exporter:
         # Keyed by the destination's updated_at as it is now, after settling (which touches
         # it): a later change of its settings or its activation makes it due at once.
         try:
-            with self.runtime.sessions() as session:
+            with self.runtime.read_sessions() as session:
                 updated = session.scalar(select(Destination.updated_at).where(Destination.id == destination_id))
         except Exception:
             log.exception("could not read destination #%s", destination_id)

@@ -44,7 +44,7 @@ def notify_deactivated(runtime: Runtime, destination_id: int) -> bool:
     Never raises: this runs on the delivery engine's threads, and a failure is only logged.
     """
     try:
-        with runtime.sessions() as session:
+        with runtime.read_sessions() as session:
             found = session.execute(
                 select(Destination, Account).join(Account, Account.id == Destination.account_id)
                 .where(Destination.id == destination_id)

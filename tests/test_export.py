@@ -297,18 +297,23 @@ def test_open_period_waits_until_it_ends(tuned: Callable[..., tuple[Runtime, New
                                          ftp_server: FtpServer) -> None:
     runtime, account = tuned()
     destination = create(runtime, account.id, **ftp_settings(ftp_server, period="hourly"))
-    assert ingest_request(runtime.sessions, account.id, [raw("now")]).accepted == 1
+    arrive(runtime, account.id, ["a"], at(DAY1, 10, 20))
     exporter = Exporter(runtime)
-    now = utcnow()
-    hour_end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    now = at(DAY1, 10, 30)
+    cut = at(DAY1, 11) + timedelta(seconds=export.CUT_GRACE_SECONDS)
 
     assert exporter.run_due(now) == 0
     assert listing(ftp_server.home) == []
-    # Until the hour ends the exporter does not even look again.
-    assert exporter.due_destinations(now + timedelta(seconds=1)) == []
-    assert exporter.due_destinations(hour_end + timedelta(seconds=export.CUT_GRACE_SECONDS)) == [destination]
-    assert exporter.run_due(hour_end + timedelta(seconds=export.CUT_GRACE_SECONDS)) == 1
-    assert listing(ftp_server.home) == [f"events-{now:%Y%m%d-%H}.log"]
+    # Polling it costs one query: it looks again only when the hour has ended (and a few
+    # seconds more), or after RECHECK_SECONDS for work other processes may have left behind.
+    assert exporter.due_destinations(now + timedelta(seconds=60)) == []
+    recheck = now + timedelta(seconds=export.RECHECK_SECONDS)
+    assert exporter.due_destinations(recheck) == [destination]
+    assert exporter.run_due(recheck) == 0
+    assert exporter.run_due(cut - timedelta(seconds=1)) == 0  # cut only a few seconds after the end
+    assert exporter.due_destinations(cut) == [destination]
+    assert exporter.run_due(cut) == 1
+    assert listing(ftp_server.home) == [f"events-{DAY1:%Y%m%d}-10.log"]
 
 
 def test_export_date_regenerates_and_uploads_the_same_file_again(

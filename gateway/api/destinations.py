@@ -18,23 +18,15 @@ blueprint = Blueprint("destinations", __name__)
 def create() -> tuple[Response, int]:
     """Create an email, ftp or sftp destination; with `test: true`, refuse one that fails its test."""
     account_id = current_account()
-    rt = runtime()
     payload = _body()
-    with rt.sessions.begin() as session:
-        destination = admin.create(session, account_id, payload)
-        if payload.get("test"):
-            outcome = admin.probe(destination, rt.settings)
-            if not outcome["ok"]:
-                session.rollback()
-                raise ValidationError(f"the destination failed its test: {outcome['error']}", "test")
-        return jsonify(admin.view(session, destination)), 201
+    return jsonify(admin.create_tested(runtime(), account_id, payload, bool(payload.get("test")))), 201
 
 
 @blueprint.get("/api/v1/destinations")
 def list_all() -> Response:
     """The caller's email and file destinations, filtered by `kind`."""
     account_id = current_account()
-    with runtime().sessions() as session:
+    with runtime().read_sessions() as session:
         found = admin.list_destinations(session, account_id, request.args.get("kind"))
         return jsonify({"destinations": [admin.view(session, d) for d in found]})
 
@@ -43,7 +35,7 @@ def list_all() -> Response:
 def show(destination_id: int) -> Response:
     """One destination (secrets are never shown)."""
     account_id = current_account()
-    with runtime().sessions() as session:
+    with runtime().read_sessions() as session:
         return jsonify(admin.view(session, admin.get(session, account_id, destination_id)))
 
 
@@ -67,10 +59,7 @@ def remove(destination_id: int) -> tuple[str, int]:
 @blueprint.post("/api/v1/destinations/<int:destination_id>/test")
 def test(destination_id: int) -> Response:
     """Send a test email, or upload and remove a test file, and report how it went."""
-    account_id = current_account()
-    rt = runtime()
-    with rt.sessions() as session:
-        return jsonify(admin.probe(admin.get(session, account_id, destination_id), rt.settings))
+    return jsonify(admin.check_now(runtime(), current_account(), destination_id))
 
 
 @blueprint.post("/api/v1/destinations/<int:destination_id>/activate")
@@ -89,7 +78,7 @@ def attempt_log(destination_id: int) -> Response:
     limit = request.args.get("limit", "100")
     if not limit.isdigit():
         raise ValidationError("must be a whole number", "limit")
-    with runtime().sessions() as session:
+    with runtime().read_sessions() as session:
         admin.get(session, account_id, destination_id)
         return jsonify({"attempts": admin.attempts(session, destination_id, int(limit))})
 
