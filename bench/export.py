@@ -59,6 +59,7 @@ def _rss_mb() -> float:
 def child_real(job: dict[str, Any]) -> dict[str, Any]:
     """The real export path of one destination's period, as the dispatcher runs it."""
     from gateway.config import load_settings
+    from gateway.destination_admin import attempts
     from gateway.export import Exporter
     from gateway.runtime import open_runtime
 
@@ -67,9 +68,11 @@ def child_real(job: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     uploaded = Exporter(runtime).export_due(job["destination"])
     seconds = time.perf_counter() - started
-    runtime.close()
     if uploaded != 1:
-        raise SystemExit(f"the export uploaded {uploaded} files, not 1")
+        with runtime.read_sessions() as session:
+            log = attempts(session, job["destination"])
+        raise SystemExit(f"the export uploaded {uploaded} files, not 1: {log[:1]}")
+    runtime.close()
     return {"seconds": seconds, "peak_mb": _peak_mb(), "rss_before_mb": before}
 
 

@@ -60,8 +60,8 @@ def create_account(session: Session, name: str, password: str) -> NewAccount:
     """Create an account with its pull queue, default routes (every type to the pull queue) and an API key."""
     if not _NAME.match(name or ""):
         raise ValidationError("must be 1-100 letters, digits or . _ @ -, starting with a letter or digit", "name")
-    if len(password or "") < 8:
-        raise ValidationError("must be at least 8 characters", "password")
+    if len(password or "") < 6:
+        raise ValidationError("must be at least 6 characters", "password")
     if session.scalar(select(Account.id).where(Account.name == name)) is not None:
         raise Conflict(f"account {name!r} already exists")
     account = Account(name=name, password_hash=hash_password(password))

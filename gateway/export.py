@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as clock_time
@@ -366,7 +366,8 @@ def _upload(runtime: Runtime, destination_id: int, plan: FilePlan, target: FileT
         # Spooled under the data directory, not /tmp, which is often memory (tmpfs).
         with tempfile.TemporaryDirectory(prefix="export-", dir=spool) as directory:
             path = Path(directory) / name
-            count = write_file(period_events(runtime, lease), path, plan)
+            with closing(period_events(runtime, lease)) as events:  # ends its read at once on an error
+                count = write_file(events, path, plan)
             receipt = uploader_for(target).upload(path, name)
     except DeliveryError as error:
         _fail(runtime, destination_id, lease, attempts, count, started, time.monotonic() - clock, error, on_deactivate)
