@@ -1,6 +1,7 @@
 """The `gateway` command: serve, database, accounts, ingest and stats."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -60,12 +61,13 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
 
     from gateway.app import create_app
     from gateway.dispatch import Dispatcher
+    from gateway.notify import notify_deactivated
 
     ctx.find_root().obj = ctx.find_root().obj.replace(host=host, port=port)
     runtime = _runtime(ctx)
     settings = runtime.settings
     if dispatcher:
-        engine = Dispatcher(runtime)
+        engine = Dispatcher(runtime, on_deactivate=functools.partial(notify_deactivated, runtime))
         threading.Thread(target=engine.run_forever, name="dispatcher", daemon=True).start()
         ctx.call_on_close(engine.stop)
     click.echo(f"eventgw listening on http://{settings.host}:{settings.port} "
@@ -83,8 +85,10 @@ def worker(ctx: click.Context) -> None:
     import signal
 
     from gateway.dispatch import Dispatcher
+    from gateway.notify import notify_deactivated
 
-    engine = Dispatcher(_runtime(ctx))
+    runtime = _runtime(ctx)
+    engine = Dispatcher(runtime, on_deactivate=functools.partial(notify_deactivated, runtime))
     signal.signal(signal.SIGTERM, lambda *_: engine.stop())
     click.echo("eventgw worker started")
     try:

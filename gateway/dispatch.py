@@ -36,12 +36,22 @@ PURGE_EVERY_SECONDS = 600.0
 
 @dataclass(frozen=True)
 class Lease:
-    """A batch of queue rows held by one dispatcher: the message id and the events in it."""
+    """A batch of queue rows held by one dispatcher: the message id and the events in it.
+
+    A file export holds a whole period without loading it: it gives ``event_count`` and
+    no events.
+    """
 
     destination_id: int
     message_id: str
     events: list[model.Event]
     attempts: int
+    event_count: int | None = None
+
+    @property
+    def size(self) -> int:
+        """How many events the batch holds."""
+        return len(self.events) if self.event_count is None else self.event_count
 
 
 def retry_delay(schedule: tuple[float, ...], attempts: int, retry_after: float | None, cap: float) -> float:
@@ -97,7 +107,7 @@ def lease(session: Session, destination: Destination, now: datetime, lease_secon
 def _record(session: Session, lease_: Lease, started: datetime, seconds: float, outcome: str,
             status: int | None, detail: str) -> None:
     session.add(Attempt(destination_id=lease_.destination_id, message_id=lease_.message_id, started_at=started,
-                        duration_ms=int(seconds * 1000), event_count=len(lease_.events), outcome=outcome,
+                        duration_ms=int(seconds * 1000), event_count=lease_.size, outcome=outcome,
                         status=status, detail=detail[:2000]))
     metrics.ATTEMPTS.labels(outcome=outcome).inc()
 
@@ -181,6 +191,9 @@ class Dispatcher:
         self._sinks: dict[int, tuple[dict[str, Any], Any]] = {}
         self._stop = threading.Event()
         self._on_deactivate = on_deactivate
+        from gateway.export import Exporter  # export builds on this module's settle functions
+
+        self._exporter = Exporter(runtime, on_deactivate)
 
     def due_destinations(self, session: Session, now: datetime) -> list[Destination]:
         """Active push destinations with due work."""
@@ -222,6 +235,15 @@ class Dispatcher:
             try:
                 self._busy[destination.id] = self._pool.submit(self._deliver_one, destination.id)
             except RuntimeError:  # the pool was shut down: stop() ran, or the interpreter is exiting
+                self._stop.set()
+                break
+            started += 1
+        for destination_id in self._exporter.due_destinations(now):
+            if self._stop.is_set() or destination_id in self._busy:
+                continue
+            try:
+                self._busy[destination_id] = self._pool.submit(self._exporter.export_due, destination_id)
+            except RuntimeError:
                 self._stop.set()
                 break
             started += 1

@@ -343,16 +343,6 @@ def _closed_until(plan: FilePlan, now: datetime) -> datetime:
 # --- uploading a period
 
 
-@dataclass(frozen=True)
-class _Counted:
-    """Stands for a period's events in a Lease: settling only counts them, and they are never all in memory."""
-
-    count: int
-
-    def __len__(self) -> int:
-        return self.count
-
-
 def _upload(runtime: Runtime, destination_id: int, plan: FilePlan, target: FileTarget, lease: str, attempts: int,
             on_deactivate: OnDeactivate | None) -> Receipt:
     """Write the period's file from the store, upload it, and settle its rows; DeliveryError after a failure."""
@@ -381,7 +371,7 @@ def _upload(runtime: Runtime, destination_id: int, plan: FilePlan, target: FileT
     metrics.LATENCY.observe(seconds)
     detail = f"{count} events of {period}: {receipt.detail}"
     with runtime.sessions.begin() as session:
-        held = Lease(destination_id, lease, _Counted(count), attempts)  # type: ignore[arg-type]
+        held = Lease(destination_id, lease, [], attempts, event_count=count)
         settle_success(session, held, started, seconds, receipt.status, detail)
     return Receipt(receipt.status, receipt.excerpt, detail)
 
@@ -389,7 +379,7 @@ def _upload(runtime: Runtime, destination_id: int, plan: FilePlan, target: FileT
 def _fail(runtime: Runtime, destination_id: int, lease: str, attempts: int, count: int, started: datetime,
           seconds: float, error: DeliveryError, on_deactivate: OnDeactivate | None) -> None:
     with runtime.sessions.begin() as session:
-        held = Lease(destination_id, lease, _Counted(count), attempts)  # type: ignore[arg-type]
+        held = Lease(destination_id, lease, [], attempts, event_count=count)
         deactivated = settle_failure(session, held, started, seconds, error, runtime.settings)
     if deactivated and on_deactivate is not None:
         on_deactivate(destination_id)
