@@ -48,19 +48,25 @@ def problem(field: str, message: str) -> ValidationError:
 
 def check_events(value: Any) -> list[str]:
     """The event types a destination receives: a non-empty list of known types."""
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list):
         raise problem("events", "must be a non-empty list of event types")
     try:
-        return model.parse_types(value)
+        types = model.parse_types(value)
     except ValueError as exc:
         raise problem("events", str(exc)) from None
+    if not types:  # parse_types skips blank names, so [""] would route nothing
+        raise problem("events", "must be a non-empty list of event types")
+    return types
 
 
-def check_number(payload: Mapping[str, Any], key: str, low: float, high: float) -> float | int:
-    """``payload[key]`` as a number from ``low`` to ``high``; ValidationError naming ``key`` otherwise."""
+def check_number(payload: Mapping[str, Any], key: str, low: float, high: float, *,
+                 whole: bool = False) -> float | int:
+    """``payload[key]`` as a number (with ``whole``, an int) from ``low`` to ``high``; ValidationError naming
+    ``key`` otherwise."""
     value = payload[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise problem(key, f"must be a number from {low:g} to {high:g}")
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        raise problem(key, f"must be a {'whole ' if whole else ''}number from {low:g} to {high:g}")
     return value
 
 
@@ -275,10 +281,7 @@ def change(session: Session, account_id: int, destination_id: int, payload: Mapp
     destination.settings = _settings(destination.kind, payload, destination.settings)
     destination.name = _name(destination)
     if "events" in payload:
-        types = check_events(payload["events"])
-        routing.remove_routes(session, account_id, destination_id,
-                              [t for t in routing.types_of(session, destination_id) if t not in types])
-        routing.add_routes(session, account_id, destination_id, types)
+        routing.replace_routes(session, account_id, destination_id, check_events(payload["events"]))
     destination.updated_at = utcnow()
     return destination
 
@@ -347,8 +350,9 @@ def activate(session: Session, destination: Destination, replay: bool) -> dict[s
     destination.failing_since = None
     destination.consecutive_failures = 0
     destination.paused_until = None
+    label = "webhook" if destination.kind == "http" else f"{destination.kind} destination"
     session.add(Notice(account_id=destination.account_id, destination_id=destination.id, kind="activated",
-                       message=f"{destination.kind} destination #{destination.id} activated"
+                       message=f"{label} #{destination.id} activated"
                        + (" with replay" if replay else "")
                        + (f"; {dropped} accumulated events dropped" if dropped else "")))
     return {"id": destination.id, "active": True, "queued": int(session.scalar(pending) or 0), "dropped": dropped}

@@ -215,6 +215,11 @@ def _check_email(field: Field, value: object) -> str:
     return text
 
 
+def check_email(value: object) -> str:
+    """``value`` as an email address; ValueError saying why not."""
+    return _check_email(FIELDS_BY_NAME["email"], value)
+
+
 def _check_phone(field: Field, value: object) -> str:
     text = _check_text(field, value).translate(_PHONE_SEPARATORS)
     if not _PHONE.match(text):

@@ -24,7 +24,7 @@ def check_address(value: object, field: str = "email") -> str:
     """``value`` as an email address; ValidationError naming ``field`` otherwise."""
     try:
         # The event model's own address rule, so recipients and event emails are checked alike.
-        return model._check_email(model.FIELDS_BY_NAME["email"], value)
+        return model.check_email(value)
     except ValueError as exc:
         raise ValidationError(str(exc), field) from None
 

@@ -48,6 +48,13 @@ def remove_routes(session: Session, account_id: int, destination_id: int, types:
     _restore_pull(session, account_id)
 
 
+def replace_routes(session: Session, account_id: int, destination_id: int, types: Iterable[str]) -> None:
+    """Route exactly ``types`` to the destination: the others it had go back to the pull queue if orphaned."""
+    types = list(types)
+    remove_routes(session, account_id, destination_id, [t for t in types_of(session, destination_id) if t not in types])
+    add_routes(session, account_id, destination_id, types)
+
+
 def _restore_pull(session: Session, account_id: int) -> None:
     routed = set(session.scalars(select(Route.event_type).where(Route.account_id == account_id)))
     pull_id = pull_destination(session, account_id)

@@ -1,6 +1,8 @@
 """Webhook management: create, list, change, verify, activate (with replay), replay a window, delete.
 
 A webhook is an ``http`` destination of the account plus the routes of its event types.
+The checks and operations webhooks share with the other destinations (event types, number
+ranges, probing, activation, the attempt log, deletion) are ``gateway.destination_admin``'s.
 Every function works inside the caller's transaction and only on the caller's account.
 """
 from __future__ import annotations
@@ -9,48 +11,39 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway import destination_admin as admin
 from gateway import events as model
 from gateway import routing
 from gateway.config import Settings
 from gateway.destinations import sink_for
-from gateway.errors import DeliveryError, NotFound, Problem, ValidationError
-from gateway.store.models import PENDING, Attempt, Destination, Event, Notice, QueueItem, utcnow
+from gateway.errors import NotFound
+from gateway.store.models import Destination, Event, Notice, QueueItem, utcnow
 from sinks.http import FORMATS, generate_secret, parse_secret
 
 MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 60.0
-
-
-def _problem(field: str, message: str) -> ValidationError:
-    return ValidationError([Problem(None, field, message)])
+# Number settings: name, lowest, highest, whether it must be whole.
+NUMBERS = (("batch_max_events", 1, 10_000, True), ("interval_seconds", 0, 86_400, False),
+           ("batch_max_wait_seconds", 0, 86_400, False), ("batch_max_bytes", 1024, 100_000_000, True),
+           ("timeout_seconds", MIN_TIMEOUT, MAX_TIMEOUT, False))
+# What verifying a webhook reports (the webhook APIs have no ``detail``).
+VERIFY_KEYS = ("ok", "status", "answer", "error")
 
 
 def _check_url(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _problem("url", "is required")
+        raise admin.problem("url", "is required")
     try:
         return model.check_url(value)
     except ValueError as exc:
-        raise _problem("url", str(exc)) from None
-
-
-def _check_events(value: Any) -> list[str]:
-    if not isinstance(value, list):
-        raise _problem("events", "must be a non-empty list of event types")
-    try:
-        types = model.parse_types(value)
-    except ValueError as exc:
-        raise _problem("events", str(exc)) from None
-    if not types:  # parse_types skips blank names, so [""] would route nothing
-        raise _problem("events", "must be a non-empty list of event types")
-    return types
+        raise admin.problem("url", str(exc)) from None
 
 
 def _check_app(value: Any) -> str | None:
     if value is not None and not (isinstance(value, str) and len(value) <= 200):
-        raise _problem("app", "must be a string of at most 200 characters")
+        raise admin.problem("app", "must be a string of at most 200 characters")
     return value
 
 
@@ -61,7 +54,7 @@ def _check_settings(payload: Mapping[str, Any], current: Mapping[str, Any]) -> d
         settings["url"] = _check_url(payload.get("url"))
     if "format" in payload:
         if payload["format"] not in FORMATS:
-            raise _problem("format", f"{payload['format']!r} is not one of {', '.join(FORMATS)}")
+            raise admin.problem("format", f"{payload['format']!r} is not one of {', '.join(FORMATS)}")
         settings["format"] = payload["format"]
     settings.setdefault("format", "json")
     if "secret" in payload:
@@ -69,37 +62,30 @@ def _check_settings(payload: Mapping[str, Any], current: Mapping[str, Any]) -> d
         try:
             parse_secret(secret if isinstance(secret, str) else "")
         except ValueError as exc:
-            raise _problem("secret", str(exc)) from None
+            raise admin.problem("secret", str(exc)) from None
         # The previous secret keeps signing too during rotation, until the next change.
         settings["secrets"] = [secret] + [s for s in settings.get("secrets", [])[:1] if s != secret]
     settings.setdefault("secrets", [generate_secret()])
     if "headers" in payload:
         headers = payload["headers"] or {}
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            raise _problem("headers", "must be an object of header names to string values")
+            raise admin.problem("headers", "must be an object of header names to string values")
         settings["headers"] = headers
     if "basic_auth" in payload:
         auth = payload["basic_auth"]
         if auth is not None and not (isinstance(auth, dict) and isinstance(auth.get("username"), str)
                                      and isinstance(auth.get("password"), str)):
-            raise _problem("basic_auth", "must be {\"username\": ..., \"password\": ...} or null")
+            raise admin.problem("basic_auth", "must be {\"username\": ..., \"password\": ...} or null")
         settings["basic_auth"] = [auth["username"], auth["password"]] if auth else None
-    for key, low, high in (("batch_max_events", 1, 10_000), ("interval_seconds", 0, 86_400),
-                           ("batch_max_wait_seconds", 0, 86_400), ("batch_max_bytes", 1024, 100_000_000),
-                           ("timeout_seconds", MIN_TIMEOUT, MAX_TIMEOUT)):
+    for key, low, high, whole in NUMBERS:
         if key in payload:
-            value = payload[key]
-            kinds = (int,) if key in ("batch_max_events", "batch_max_bytes") else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
-                whole = "whole " if kinds == (int,) else ""
-                raise _problem(key, f"must be a {whole}number from {low:g} to {high:g}")
-            settings[key] = value
+            settings[key] = admin.check_number(payload, key, low, high, whole=whole)
     if "verify_tls" in payload:
         settings["verify_tls"] = bool(payload["verify_tls"])
     try:
         sink_for(Destination(kind="http", settings=settings), Settings()).close()
     except ValueError as exc:
-        raise _problem("headers" if "header" in str(exc) else "url", str(exc)) from None
+        raise admin.problem("headers" if "header" in str(exc) else "url", str(exc)) from None
     return settings
 
 
@@ -133,7 +119,7 @@ def get(session: Session, account_id: int, webhook_id: int) -> Destination:
 
 def prepare(account_id: int, payload: Mapping[str, Any]) -> Destination:
     """A validated webhook, not stored yet (so that it can be probed first); ValidationError names the field."""
-    _check_events(payload.get("events"))
+    admin.check_events(payload.get("events"))
     settings = _check_settings(payload, {})
     return Destination(account_id=account_id, kind="http", name=settings["url"][:200],
                        app=_check_app(payload.get("app")), settings=settings)
@@ -146,9 +132,9 @@ def create_verified(sessions: sessionmaker[Session], account_id: int, payload: M
     destination = prepare(account_id, payload)
     if verify:
         # Before the transaction: the store is not held while the endpoint takes its time.
-        outcome = probe(destination, settings)
+        outcome = admin.probe(destination, settings)
         if not outcome["ok"]:
-            raise _problem("url", f"the URL did not accept a test event: {outcome['error']}")
+            raise admin.problem("url", f"the URL did not accept a test event: {outcome['error']}")
     with sessions.begin() as session:
         create(session, account_id, payload, destination)
         return view(session, destination, with_secret=True)
@@ -160,11 +146,7 @@ def create(session: Session, account_id: int, payload: Mapping[str, Any],
 
     Routing a type to it takes the type out of the pull queue's defaults.
     """
-    destination = prepared or prepare(account_id, payload)
-    session.add(destination)
-    session.flush()
-    routing.add_routes(session, account_id, destination.id, _check_events(payload.get("events")))
-    return destination
+    return admin.create(session, account_id, payload, prepared or prepare(account_id, payload))
 
 
 def update_webhook(session: Session, account_id: int, webhook_id: int, payload: Mapping[str, Any]) -> Destination:
@@ -175,10 +157,7 @@ def update_webhook(session: Session, account_id: int, webhook_id: int, payload: 
     if "app" in payload:
         destination.app = _check_app(payload["app"])
     if "events" in payload:
-        types = _check_events(payload["events"])
-        routing.remove_routes(session, account_id, webhook_id,
-                              [t for t in routing.types_of(session, webhook_id) if t not in types])
-        routing.add_routes(session, account_id, webhook_id, types)
+        routing.replace_routes(session, account_id, webhook_id, admin.check_events(payload["events"]))
     destination.updated_at = utcnow()
     return destination
 
@@ -194,17 +173,14 @@ def list_webhooks(session: Session, account_id: int, app: str | None = None, eve
         try:
             wanted = model.normalize_type(event)
         except ValueError as exc:
-            raise _problem("event", str(exc)) from None
+            raise admin.problem("event", str(exc)) from None
         found = [d for d in found if wanted in routing.types_of(session, d.id)]
     return found
 
 
 def delete_webhook(session: Session, account_id: int, webhook_id: int) -> None:
     """Delete a webhook; its types go back to the pull queue if nothing else receives them."""
-    destination = get(session, account_id, webhook_id)
-    routing.remove_routes(session, account_id, webhook_id)
-    session.delete(destination)
-    session.flush()
+    admin.remove(session, get(session, account_id, webhook_id))
 
 
 def verify(sessions: sessionmaker[Session], account_id: int, webhook_id: int, settings: Settings) -> dict[str, Any]:
@@ -215,58 +191,19 @@ def verify(sessions: sessionmaker[Session], account_id: int, webhook_id: int, se
     """
     with sessions() as session:
         destination = get(session, account_id, webhook_id)
-    return probe(destination, settings)
-
-
-def probe(destination: Destination, settings: Settings) -> dict[str, Any]:
-    """Deliver one test event through the destination's sink; ok is whether it answered 2xx."""
-    now = utcnow()
-    sample: model.Event = {
-        "id": f"test-{int(now.timestamp())}", "type": "OPEN", "occurred_at": now,
-        "email": "test@example.com", "message_id": "test", "message_name": "eventgw test event",
-        "data": {"test": True},
-    }
-    sink = sink_for(destination, settings)
-    try:
-        receipt = sink.deliver(f"msg_test_{int(now.timestamp() * 1000)}", [sample])
-        return {"ok": True, "status": receipt.status, "answer": receipt.excerpt, "error": None}
-    except DeliveryError as exc:
-        return {"ok": False, "status": exc.status, "answer": exc.excerpt, "error": str(exc)}
-    finally:
-        if hasattr(sink, "close"):
-            sink.close()
+    outcome = admin.probe(destination, settings)
+    return {key: outcome[key] for key in VERIFY_KEYS}
 
 
 def activate(session: Session, account_id: int, webhook_id: int, replay: bool) -> dict[str, Any]:
     """Activate a (deactivated) webhook; with ``replay`` what accumulated is delivered, else dropped."""
-    destination = get(session, account_id, webhook_id)
-    now = utcnow()
-    dropped = 0
-    pending = select(func.count()).select_from(QueueItem).where(
-        QueueItem.destination_id == webhook_id, PENDING)
-    if replay:
-        session.execute(update(QueueItem).where(QueueItem.destination_id == webhook_id, PENDING)
-                        .values(state="ready", due_at=now, attempts=0),
-                        execution_options={"synchronize_session": False})
-    elif not destination.active:
-        dropped = int(session.scalar(pending) or 0)
-        session.execute(update(QueueItem).where(QueueItem.destination_id == webhook_id, PENDING)
-                        .values(state="done", done_at=now), execution_options={"synchronize_session": False})
-    destination.active = True
-    destination.deactivated_at = None
-    destination.failing_since = None
-    destination.consecutive_failures = 0
-    destination.paused_until = None
-    session.add(Notice(account_id=account_id, destination_id=webhook_id, kind="activated",
-                       message=f"webhook #{webhook_id} activated" + (" with replay" if replay else "")
-                       + (f"; {dropped} accumulated events dropped" if dropped else "")))
-    return {"id": webhook_id, "active": True, "queued": int(session.scalar(pending) or 0), "dropped": dropped}
+    return admin.activate(session, get(session, account_id, webhook_id), replay)
 
 
 def replay(session: Session, account_id: int, webhook_id: int, since: datetime, until: datetime) -> int:
     """Queue again every event of the webhook's types that occurred in [since, until); returns how many."""
     if since >= until:
-        raise _problem("since", "must be before until")
+        raise admin.problem("since", "must be before until")
     get(session, account_id, webhook_id)
     now = utcnow()
     types = routing.types_of(session, webhook_id)
@@ -290,11 +227,7 @@ def replay(session: Session, account_id: int, webhook_id: int, since: datetime, 
 
 def attempts(session: Session, account_id: int, webhook_id: int, limit: int = 100) -> list[dict[str, Any]]:
     """The webhook's most recent delivery attempts, newest first."""
-    get(session, account_id, webhook_id)
-    rows = session.scalars(select(Attempt).where(Attempt.destination_id == webhook_id)
-                           .order_by(Attempt.id.desc()).limit(max(1, min(limit, 1000))))
-    return [{"message_id": a.message_id, "started_at": model.iso(a.started_at), "duration_ms": a.duration_ms,
-             "events": a.event_count, "outcome": a.outcome, "status": a.status, "detail": a.detail} for a in rows]
+    return admin.attempts(session, get(session, account_id, webhook_id).id, limit)
 
 
 def notices(session: Session, account_id: int, limit: int = 100) -> list[dict[str, Any]]:

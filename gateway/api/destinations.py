@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 from gateway import destination_admin as admin
 from gateway import export
 from gateway.api.auth import current_account, runtime
-from gateway.api.webhooks import _body, _flag
+from gateway.api.params import flag, json_body, limit_param
 from gateway.errors import DeliveryError, ValidationError
 
 blueprint = Blueprint("destinations", __name__)
@@ -18,7 +18,7 @@ blueprint = Blueprint("destinations", __name__)
 def create() -> tuple[Response, int]:
     """Create an email, ftp or sftp destination; with `test: true`, refuse one that fails its test."""
     account_id = current_account()
-    payload = _body()
+    payload = json_body()
     return jsonify(admin.create_tested(runtime(), account_id, payload, bool(payload.get("test")))), 201
 
 
@@ -44,7 +44,7 @@ def change(destination_id: int) -> Response:
     """Change settings or event types; secrets left out of the request are kept."""
     account_id = current_account()
     with runtime().sessions.begin() as session:
-        return jsonify(admin.view(session, admin.change(session, account_id, destination_id, _body())))
+        return jsonify(admin.view(session, admin.change(session, account_id, destination_id, json_body())))
 
 
 @blueprint.delete("/api/v1/destinations/<int:destination_id>")
@@ -66,7 +66,7 @@ def test(destination_id: int) -> Response:
 def activate(destination_id: int) -> Response:
     """Activate; `replay=true` delivers what accumulated while deactivated, otherwise it is dropped."""
     account_id = current_account()
-    replay = _flag("replay")
+    replay = flag("replay")
     with runtime().sessions.begin() as session:
         return jsonify(admin.activate(session, admin.get(session, account_id, destination_id), replay))
 
@@ -75,12 +75,10 @@ def activate(destination_id: int) -> Response:
 def attempt_log(destination_id: int) -> Response:
     """The destination's recent delivery attempts, newest first."""
     account_id = current_account()
-    limit = request.args.get("limit", "100")
-    if not limit.isdigit():
-        raise ValidationError("must be a whole number", "limit")
+    limit = limit_param()
     with runtime().read_sessions() as session:
         admin.get(session, account_id, destination_id)
-        return jsonify({"attempts": admin.attempts(session, destination_id, int(limit))})
+        return jsonify({"attempts": admin.attempts(session, destination_id, limit)})
 
 
 @blueprint.post("/api/v1/destinations/<int:destination_id>/export")

@@ -1,40 +1,15 @@
 """REST management of webhooks, routes and notices: /api/v1/webhooks, /api/v1/routes, /api/v1/notifications."""
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, request
 
 from gateway import events as model
 from gateway import routing, webhooks
 from gateway.api.auth import current_account, runtime
-from gateway.errors import Problem, ValidationError
+from gateway.api.params import flag, json_body, limit_param, time_param
+from gateway.errors import ValidationError
 
 blueprint = Blueprint("webhooks", __name__)
-
-
-def _body() -> dict[str, Any]:
-    payload = request.get_json(silent=True)
-    if not isinstance(payload, dict):
-        raise ValidationError("must be a JSON object", "body")
-    return payload
-
-
-def _flag(name: str) -> bool:
-    value = request.args.get(name, "false").strip().lower()
-    if value not in ("1", "0", "true", "false", "yes", "no"):
-        raise ValidationError(f"{value!r} is not true or false", name)
-    return value in ("1", "true", "yes")
-
-
-def _time(name: str) -> Any:
-    value = request.args.get(name)
-    if not value:
-        raise ValidationError("is required", name)
-    try:
-        return model.parse_time(value)
-    except ValueError as exc:
-        raise ValidationError([Problem(None, name, str(exc))]) from None
 
 
 @blueprint.post("/api/v1/webhooks")
@@ -42,7 +17,7 @@ def create() -> tuple[Response, int]:
     """Create a webhook; with `verify: true`, refuse a URL that does not answer 2xx to a test event."""
     account_id = current_account()
     rt = runtime()
-    payload = _body()
+    payload = json_body()
     return jsonify(webhooks.create_verified(rt.sessions, account_id, payload, rt.settings,
                                             bool(payload.get("verify")))), 201
 
@@ -69,7 +44,7 @@ def change(webhook_id: int) -> Response:
     """Change a webhook without deactivating it."""
     account_id = current_account()
     with runtime().sessions.begin() as session:
-        destination = webhooks.update_webhook(session, account_id, webhook_id, _body())
+        destination = webhooks.update_webhook(session, account_id, webhook_id, json_body())
         return jsonify(webhooks.view(session, destination))
 
 
@@ -94,7 +69,7 @@ def verify(webhook_id: int) -> Response:
 def activate(webhook_id: int) -> Response:
     """Activate; `replay=true` delivers what accumulated while deactivated, otherwise it is dropped."""
     account_id = current_account()
-    replay = _flag("replay")
+    replay = flag("replay")
     with runtime().sessions.begin() as session:
         return jsonify(webhooks.activate(session, account_id, webhook_id, replay))
 
@@ -103,7 +78,7 @@ def activate(webhook_id: int) -> Response:
 def replay(webhook_id: int) -> Response:
     """Deliver again every event of the webhook's types that occurred in [since, until)."""
     account_id = current_account()
-    since, until = _time("since"), _time("until")
+    since, until = time_param("since"), time_param("until")
     with runtime().sessions.begin() as session:
         return jsonify({"id": webhook_id, "queued": webhooks.replay(session, account_id, webhook_id, since, until)})
 
@@ -112,11 +87,9 @@ def replay(webhook_id: int) -> Response:
 def attempt_log(webhook_id: int) -> Response:
     """The webhook's recent delivery attempts, newest first."""
     account_id = current_account()
-    limit = request.args.get("limit", "100")
-    if not limit.isdigit():
-        raise ValidationError("must be a whole number", "limit")
+    limit = limit_param()
     with runtime().sessions() as session:
-        return jsonify({"attempts": webhooks.attempts(session, account_id, webhook_id, int(limit))})
+        return jsonify({"attempts": webhooks.attempts(session, account_id, webhook_id, limit)})
 
 
 @blueprint.get("/api/v1/routes")
@@ -135,7 +108,7 @@ def set_route(event_type: str) -> Response:
         etype = model.normalize_type(event_type)
     except ValueError as exc:
         raise ValidationError(str(exc), "type") from None
-    ids = _body().get("destinations")
+    ids = json_body().get("destinations")
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise ValidationError("must be a list of destination ids", "destinations")
     with runtime().sessions.begin() as session:
