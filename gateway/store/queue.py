@@ -3,24 +3,46 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, bindparam, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session
 
 from gateway import events as model
-from gateway.store.models import PENDING, Event, QueueItem
+from gateway.store.models import PENDING, Event, QueueItem, UTCDateTime
 from gateway.store.rows import EVENT_COLUMNS, to_event
+
+
+class _Unindexed(FunctionElement[datetime]):
+    """A column that SQLite must not pick an index for (its unary ``+``); plain elsewhere."""
+
+    name = "unindexed"
+    inherit_cache = True
+
+
+@compiles(_Unindexed)
+def _plain(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_Unindexed, "sqlite")
+def _unary_plus(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + compiler.process(element.clauses, **kw)
 
 
 def due_rows(destination_id: int, now: datetime, types: Sequence[str] = ()) -> Select[tuple[int]]:
     """Ids of the destination's waiting rows that are due now (optionally of some types), oldest first."""
+    # Without statistics SQLite would pick the due-time index and sort every waiting row;
+    # keeping it off that index makes it walk the pending index in id order, which stops
+    # after the first LIMIT rows.
     query = (
         select(QueueItem.id)
-        .where(QueueItem.destination_id == destination_id, PENDING, QueueItem.due_at <= now)
+        .where(QueueItem.destination_id == destination_id, PENDING,
+               _Unindexed(QueueItem.due_at) <= bindparam("now", now, type_=UTCDateTime(), unique=True))
         .order_by(QueueItem.id)
-        # Without statistics SQLite would pick the due-time index and sort every waiting
-        # row; walking the pending index in id order stops after the first LIMIT rows.
-        .with_hint(QueueItem, "INDEXED BY ix_queue_pending", "sqlite")
     )
     if types:
         query = query.where(QueueItem.event_type.in_(list(types)))
