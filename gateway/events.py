@@ -368,7 +368,9 @@ def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a Z, or None."""
     if value is None:
         return None
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not timezone.utc:  # stored times already are; skip the conversion then
+        value = value.astimezone(timezone.utc)
+    return value.isoformat()[:-6] + "Z"
 
 
 def to_json(event: Mapping[str, Any]) -> dict[str, Any]:
