@@ -60,3 +60,12 @@ def network_error(exc: OSError, peer: str, timeout: float, during: str = "") -> 
     else:
         message = f"network error with {peer}: {exc.strerror or exc}"
     return DeliveryError(f"{message} during {during}" if during else message, retryable=True)
+
+
+def tls_context(ca_file: str | None, verify: bool) -> ssl.SSLContext:
+    """A client TLS context that trusts the system CAs (or ``ca_file``); ``verify`` False accepts any certificate."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

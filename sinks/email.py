@@ -18,7 +18,7 @@ from email.utils import format_datetime
 from gateway import events as ev
 from gateway.errors import DeliveryError
 from gateway.events import Event
-from sinks.base import Receipt, excerpt, network_error
+from sinks.base import Receipt, excerpt, network_error, tls_context
 
 SECURITY_MODES = ("none", "starttls", "tls")
 _MSGID_SAFE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,100}$")
@@ -155,11 +155,7 @@ class EmailSink:
         return client
 
     def _tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.smtp.ca_file)
-        if not self.smtp.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return tls_context(self.smtp.ca_file, self.smtp.verify_tls)
 
 
 def _error(message: str, exc: smtplib.SMTPResponseException) -> DeliveryError:

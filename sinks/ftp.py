@@ -23,7 +23,7 @@ from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from gateway.errors import DeliveryError
-from sinks.base import Receipt, excerpt, network_error
+from sinks.base import Receipt, excerpt, network_error, tls_context
 
 PROTOCOLS = ("ftp", "ftps", "sftp")
 DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "sftp": 22}
@@ -214,11 +214,7 @@ class FtpUploader(_Uploader):
             raise network_error(exc, peer, self.target.timeout, during=what) from exc
 
     def _tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.target.ca_file)
-        if not self.target.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return tls_context(self.target.ca_file, self.target.verify_tls)
 
     def _store(self, conn: ftplib.FTP, source: BinaryIO, name: str) -> None:
         conn.storbinary(f"STOR {name}", source)
