@@ -5,8 +5,9 @@ import argparse
 import json
 import random
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any
 
 # Share of each type in a typical day of an email+SMS platform.
 MIX = {
@@ -19,7 +20,8 @@ BOUNCES = [("hard", "550 5.1.1 user unknown"), ("soft", "452 4.2.2 mailbox full"
            ("policy", "554 5.7.1 message rejected as spam"), ("dns", "no MX for domain")]
 
 
-def generate(count: int, seed: int = 42, start: datetime | None = None, prefix: str = "evt") -> Iterator[dict[str, Any]]:
+def generate(count: int, seed: int = 42, start: datetime | None = None, prefix: str = "evt"
+             ) -> Iterator[dict[str, Any]]:
     """Yield ``count`` events in time order, as a producer would send them."""
     rng = random.Random(seed)
     types = rng.choices(list(MIX), weights=list(MIX.values()), k=count)

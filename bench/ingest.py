@@ -141,9 +141,11 @@ def main() -> None:
         base = baseline(directory, raws)
         print(f"baseline sqlite3 executemany : {base:>10,.0f} events/s")
         figure = bulk(directory, raws)
-        print(f"bulk ingest function         : {figure:>10,.0f} events/s  ({figure / base:.0%} of baseline, goal >= 40%)")
+        print(f"bulk ingest function         : {figure:>10,.0f} events/s  "
+              f"({figure / base:.0%} of baseline, goal >= 40%)")
         figure = rest(directory, raws)
-        print(f"REST POST /api/v1/events     : {figure:>10,.0f} events/s  ({figure / base:.0%} of baseline, goal >= 20%)")
+        print(f"REST POST /api/v1/events     : {figure:>10,.0f} events/s  "
+              f"({figure / base:.0%} of baseline, goal >= 20%)")
         rate, peak = cli_file(directory, args.file_lines)
         print(f"gateway ingest {args.file_lines:,}-line file: {rate:>10,.0f} events/s, peak RSS {peak:.0f} MB "
               f"(goal < 150 MB)")

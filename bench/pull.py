@@ -116,7 +116,7 @@ def baseline_typed(db: sqlite3.Connection) -> bytes:
     with etree.xmlfile(out, encoding="UTF-8") as xf, xf.element("events"):
         for row in rows:
             with xf.element("TypedEvent"):
-                for name, value in zip(names, row[1:]):
+                for name, value in zip(names, row[1:], strict=False):
                     if value is not None:
                         with xf.element(name):
                             xf.write(str(value))

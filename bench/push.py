@@ -127,7 +127,7 @@ def baseline(directory: Path, port: int, events: int) -> float:
                            "ORDER BY rowid_ LIMIT ?", (BATCH,)).fetchall()
         if not batch:
             break
-        body = json.dumps([{**{name: value for name, value in zip(names, row[1:-1]) if value is not None},
+        body = json.dumps([{**{name: value for name, value in zip(names, row[1:-1], strict=False) if value is not None},
                             "data": json.loads(row[-1])} for row in batch]).encode()
         number += 1
         msg_id, stamp = f"msg_{number}", str(int(time.time()))

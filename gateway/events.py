@@ -405,7 +405,9 @@ def to_csv_row(event: Mapping[str, Any]) -> list[str]:
 
 
 def from_csv_record(record: Mapping[str, str]) -> dict[str, Any]:
-    """Turn one CSV record (header names as keys) into a raw event; `data` may be JSON, `data.x` columns go into data."""
+    """Turn one CSV record (header names as keys) into a raw event.
+
+    A `data` column may hold a JSON object; `data.x` columns go into data."""
     raw: dict[str, Any] = {}
     data: dict[str, Any] = {}
     for key, value in record.items():
@@ -486,13 +488,15 @@ LEGACY_COLUMNS: dict[str, tuple[str, list[_Column]]] = {
     ),
     "OPEN": (
         "type, email, messageName, deliveryDate",
-        [_TYPE, ("email", _recipient), ("messageName", _field("message_name")), ("deliveryDate", _field("delivered_at"))],
+        [_TYPE, ("email", _recipient), ("messageName", _field("message_name")),
+         ("deliveryDate", _field("delivered_at"))],
     ),
     "CLICK": (
         "type,email,Message Name,Delivery Date,Click Url,Click Date",
         [
             _TYPE, ("email", _recipient), ("Message Name", _field("message_name")),
-            ("Delivery Date", _field("delivered_at")), ("Click Url", _field("url")), ("Click Date", _field("occurred_at")),
+            ("Delivery Date", _field("delivered_at")), ("Click Url", _field("url")),
+            ("Click Date", _field("occurred_at")),
         ],
     ),
     "BOUNCE": (",".join(c[0] for c in _BOUNCE_COLUMNS), _BOUNCE_COLUMNS),

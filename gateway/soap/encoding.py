@@ -339,7 +339,7 @@ class _EncodedDecoder:
         # A SOAP-ENC struct: accessor names are the keys.
         names = [etree.QName(child).localname for child in children]
         return _decode_base64_keys(
-            ((name, self.value(child, f"{path}.{name}")) for name, child in zip(names, children)), path
+            ((name, self.value(child, f"{path}.{name}")) for name, child in zip(names, children, strict=False)), path
         )
 
     def _has_key(self, item: etree._Element) -> bool:

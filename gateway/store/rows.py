@@ -18,4 +18,4 @@ EVENT_COLUMNS: Sequence[Column[Any]] = tuple(
 
 def to_event(row: Row[Any] | Sequence[Any]) -> model.Event:
     """An event dict from a row selected with EVENT_COLUMNS first (absent fields left out)."""
-    return {name: value for name, value in zip(model.FIELD_NAMES, row) if value is not None}
+    return {name: value for name, value in zip(model.FIELD_NAMES, row, strict=False) if value is not None}
