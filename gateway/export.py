@@ -32,7 +32,7 @@ from typing import IO, Any
 from urllib.parse import urlencode
 
 import orjson
-from sqlalchemy import String, func, select, type_coerce, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gateway import events as model
@@ -234,36 +234,16 @@ def period_events(runtime: Runtime, lease: str) -> Iterator[model.Event]:
 
     Read-only, so on SQLite it reads a snapshot and never holds ingest or delivery up.
     """
-    sqlite = runtime.engine.dialect.name == "sqlite"
-    # On SQLite the stored text comes back raw and is converted here, the way ingest writes
-    # it: SQLAlchemy's per-value type processing would cost as much as the read itself.
-    columns = [type_coerce(c, String) for c in EVENT_COLUMNS] if sqlite else EVENT_COLUMNS
     query = (
-        select(*columns)
+        select(*EVENT_COLUMNS)
         .select_from(QueueItem)
         .join(EventRow, EventRow.id == QueueItem.event_id)
         .where(QueueItem.lease_id == lease)
         .order_by(QueueItem.id)
     )
-    convert = _from_sqlite if sqlite else to_event
     with runtime.read_sessions() as session:
         for row in session.execute(query, execution_options={"yield_per": READ_CHUNK}):
-            yield convert(row)
-
-
-_TIME_POSITIONS = tuple(i for i, name in enumerate(model.FIELD_NAMES) if name in model.TIME_FIELDS)
-_DATA_POSITION = model.FIELD_NAMES.index("data")
-
-
-def _from_sqlite(row: Any) -> model.Event:
-    """An event from EVENT_COLUMNS as SQLite stores them: UTC times as ISO text, data as JSON text."""
-    values = list(row)
-    for position in _TIME_POSITIONS:
-        if values[position] is not None:
-            values[position] = datetime.fromisoformat(values[position]).replace(tzinfo=timezone.utc)
-    if values[_DATA_POSITION] is not None:
-        values[_DATA_POSITION] = orjson.loads(values[_DATA_POSITION])
-    return to_event(values)
+            yield to_event(row)
 
 
 # --- cutting periods and taking their rows

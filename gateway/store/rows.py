@@ -2,20 +2,42 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Column, Row
+import orjson
+from sqlalchemy import ColumnElement, Row, String, type_coerce
 
 from gateway import events as model
 from gateway.store.models import Event
 
-# The stored columns that make up an event, in the model's field order; the producer's
-# id is stored as ``uid`` because ``id`` is the store's own key.
-EVENT_COLUMNS: Sequence[Column[Any]] = tuple(
-    Event.__table__.c["uid" if name == "id" else name] for name in model.FIELD_NAMES  # type: ignore[attr-defined]
+# The stored columns that make up an event, in the model's field order (the producer's id
+# is stored as ``uid`` because ``id`` is the store's own key). Times and data are selected
+# as they come from the driver and converted by to_event: SQLAlchemy's per-value type
+# processing costs more than the read itself on the pull, delivery and export paths.
+EVENT_COLUMNS: Sequence[ColumnElement[Any]] = tuple(
+    type_coerce(Event.__table__.c[name], String) if name in model.TIME_FIELDS or name == "data"  # type: ignore[attr-defined]
+    else Event.__table__.c["uid" if name == "id" else name]  # type: ignore[attr-defined]
+    for name in model.FIELD_NAMES
 )
+_TIME_POSITIONS = tuple(i for i, name in enumerate(model.FIELD_NAMES) if name in model.TIME_FIELDS)
+_DATA_POSITION = model.FIELD_NAMES.index("data")
+
+
+def _time(value: str | datetime) -> datetime:
+    # SQLite holds UTC as ISO text; PostgreSQL's driver gives aware datetimes.
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
 
 
 def to_event(row: Row[Any] | Sequence[Any]) -> model.Event:
-    """An event dict from a row selected with EVENT_COLUMNS first (absent fields left out)."""
-    return {name: value for name, value in zip(model.FIELD_NAMES, row, strict=False) if value is not None}
+    """An event dict from a row selected with EVENT_COLUMNS (absent fields left out)."""
+    values = list(row)
+    for position in _TIME_POSITIONS:
+        if values[position] is not None:
+            values[position] = _time(values[position])
+    data = values[_DATA_POSITION]
+    if isinstance(data, (str, bytes)):  # psycopg decodes JSON itself; SQLite hands back text
+        values[_DATA_POSITION] = orjson.loads(data)
+    return {name: value for name, value in zip(model.FIELD_NAMES, values, strict=True) if value is not None}
