@@ -56,5 +56,5 @@ def queued_events(session: Session, condition: ColumnElement[bool]) -> list[mode
     rows = session.connection().execute(
         select(*EVENT_COLUMNS).join(QueueItem, QueueItem.event_id == Event.id).where(condition)
         .order_by(QueueItem.id)
-    )
+    ).all()  # one fetchall, not a driver call per row
     return [to_event(row) for row in rows]
