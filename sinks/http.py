@@ -91,12 +91,12 @@ def render(format: str, events: Sequence[Event], max_bytes: int | None = None) -
     """
     if format == "json":
         if max_bytes is None:
-            return [("application/json", _json([ev.to_json(e) for e in events]))]
+            return [("application/json", _json([ev.to_json(e, times_as_text=False) for e in events]))]
         bodies: list[tuple[str, bytes]] = []
         chunk: list[bytes] = []
         size = 2
         for event in events:
-            item = _json(ev.to_json(event))
+            item = _json(ev.to_json(event, times_as_text=False))
             if chunk and size + len(item) + 1 > max_bytes:
                 bodies.append(("application/json", b"[" + b",".join(chunk) + b"]"))
                 chunk, size = [], 2
@@ -106,12 +106,13 @@ def render(format: str, events: Sequence[Event], max_bytes: int | None = None) -
             bodies.append(("application/json", b"[" + b",".join(chunk) + b"]"))
         return bodies
     if format == "json-single":
-        return [("application/json", _json({"event": e["type"].lower(), **ev.to_json(e)})) for e in events]
+        return [("application/json", _json({"event": e["type"].lower(), **ev.to_json(e, times_as_text=False)})) for e in events]
     return [("application/x-www-form-urlencoded", urlencode(ev.to_form(e)).encode("ascii")) for e in events]
 
 
 def _json(value: object) -> bytes:
-    return orjson.dumps(value)
+    # Times (aware, UTC) come out exactly as events.iso writes them: ISO 8601 with a Z.
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z)
 
 
 class HttpSink:
