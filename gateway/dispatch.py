@@ -229,7 +229,7 @@ class Dispatcher:
         self._busy = {k: f for k, f in self._busy.items() if not f.done()}
         started = 0
         now = utcnow()
-        with self.runtime.sessions() as session:
+        with self.runtime.read_sessions() as session:  # polling never takes the write lock
             destinations = [d for d in self.due_destinations(session, now) if d.id not in self._busy]
         for destination in destinations:
             try:
