@@ -437,25 +437,36 @@ def from_csv_record(record: Mapping[str, str]) -> dict[str, Any]:
     return raw
 
 
-def _data(key: str) -> Callable[[Mapping[str, Any]], Any]:
-    return lambda event: (event.get("data") or {}).get(key, "")
+# The getters of legacy CSV columns return the cell's text: a 10,000-event pull calls them
+# some 60,000 times, so each does its whole job in one call.
 
 
-def _field(name: str) -> Callable[[Mapping[str, Any]], Any]:
+def _data(key: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda event: str((event.get("data") or {}).get(key, ""))
+
+
+def _unix_field(name: str) -> Callable[[Mapping[str, Any]], str]:
+    def cell(event: Mapping[str, Any]) -> str:
+        value = event.get(name)
+        return "" if value is None else str(int(value.timestamp()))  # as unix() writes it
+    return cell
+
+
+def _field(name: str) -> Callable[[Mapping[str, Any]], str]:
     if name in TIME_FIELDS:
-        return lambda event: unix(event.get(name))
-    return lambda event: event.get(name) or ""
+        return _unix_field(name)
+    return lambda event: event.get(name) or ""  # text fields of a valid event are str
 
 
-def _recipient(event: Mapping[str, Any]) -> Any:
+def _recipient(event: Mapping[str, Any]) -> str:
     return event.get("email") or event.get("phone") or ""
 
 
-def _message_type(event: Mapping[str, Any]) -> Any:
-    return (event.get("data") or {}).get("message_type") or ("SMS" if event.get("phone") else "EMAIL")
+def _message_type(event: Mapping[str, Any]) -> str:
+    return str((event.get("data") or {}).get("message_type") or ("SMS" if event.get("phone") else "EMAIL"))
 
 
-_Column = tuple[str, Callable[[Mapping[str, Any]], Any]]
+_Column = tuple[str, Callable[[Mapping[str, Any]], str]]
 _TYPE = ("type", _field("type"))
 _DELIVERY_COLUMNS: list[_Column] = [
     _TYPE,
@@ -525,7 +536,7 @@ def legacy_header(etype: str) -> str:
 
 def to_legacy_row(event: Mapping[str, Any]) -> list[str]:
     """The event as one row of the legacy pull CSV; its first column is the type."""
-    return [str(getter(event)) for _, getter in LEGACY_COLUMNS[event["type"]][1]]
+    return [cell(event) for _, cell in LEGACY_COLUMNS[event["type"]][1]]
 
 
 # Form field names of the legacy HTTP POST ("POST data array"), with their inconsistent

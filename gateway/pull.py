@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import events as model
@@ -113,9 +113,13 @@ def get_batch(
             update(QueueItem).where(QueueItem.id.in_(due.scalar_subquery())).values(**values),
             execution_options={"synchronize_session": False},
         )
-        events = queued_events(session, QueueItem.lease_id == batch_id)
-        session.add(PullBatch(id=batch_id, account_id=account_id, destination_id=destination_id,
-                              created_at=now, event_count=len(events), acked_at=now if mode == "read" else None))
+        # Naming the destination lets the lease index find the batch's rows.
+        events = queued_events(session, and_(QueueItem.destination_id == destination_id,
+                                          QueueItem.lease_id == batch_id))
+        session.execute(insert(PullBatch).values(
+            id=batch_id, account_id=account_id, destination_id=destination_id,
+            created_at=now, event_count=len(events), acked_at=now if mode == "read" else None,
+        ))
         return render(Batch(batch_id, events, mode, lease_until))
 
 

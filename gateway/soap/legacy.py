@@ -80,13 +80,10 @@ def _mark_as_read(value: Any) -> bool:
 
 
 def _batch_result(batch: pull.Batch) -> Result:
-    meta: dict[str, str] = {}
+    # eventMeta: the header of each type present, in order of first appearance.
+    meta = {etype: model.legacy_header(etype) for etype in dict.fromkeys(event["type"] for event in batch.events)}
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for event in batch.events:
-        if event["type"] not in meta:
-            meta[event["type"]] = model.legacy_header(event["type"])
-        writer.writerow(model.to_legacy_row(event))
+    csv.writer(buffer, lineterminator="\n").writerows(map(model.to_legacy_row, batch.events))
     data = base64.b64encode(buffer.getvalue().encode("utf-8")).decode("ascii")
     return _ok({"bus_entity_eventNotificationBatch": {
         "eventCount": len(batch.events), "eventMeta": meta, "eventData": data,
