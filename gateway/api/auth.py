@@ -9,7 +9,7 @@ from flask import current_app, request
 
 from gateway.accounts import check_api_key, check_password
 from gateway.errors import AuthError
-from gateway.runtime import Runtime
+from gateway.runtime import current_runtime
 
 # Checking a password costs a deliberate ~50 ms of scrypt; a caller that sends the same
 # right credentials with every request is remembered for a minute instead. The memory
@@ -19,14 +19,9 @@ _CACHE_KEY = "eventgw.password_cache"
 _lock = threading.Lock()
 
 
-def runtime() -> Runtime:
-    """The Runtime of the current app."""
-    return current_app.extensions["eventgw"]  # type: ignore[no-any-return]
-
-
 def current_account() -> int:
     """The id of the calling account; AuthError (401) when credentials are missing or wrong."""
-    rt = runtime()
+    rt = current_runtime()
     authorization = request.authorization
     if authorization is None:
         raise AuthError("credentials required: HTTP Basic (account name, password) or Bearer API key")

@@ -7,9 +7,10 @@ from flask import Blueprint, Response, jsonify, request
 
 from gateway import destination_admin as admin
 from gateway import export
-from gateway.api.auth import current_account, runtime
+from gateway.api.auth import current_account
 from gateway.api.params import flag, json_body, limit_param
 from gateway.errors import DeliveryError, ValidationError
+from gateway.runtime import current_runtime
 
 blueprint = Blueprint("destinations", __name__)
 
@@ -19,14 +20,14 @@ def create() -> tuple[Response, int]:
     """Create an email, ftp or sftp destination; with `test: true`, refuse one that fails its test."""
     account_id = current_account()
     payload = json_body()
-    return jsonify(admin.create_tested(runtime(), account_id, payload, bool(payload.get("test")))), 201
+    return jsonify(admin.create_tested(current_runtime(), account_id, payload, bool(payload.get("test")))), 201
 
 
 @blueprint.get("/api/v1/destinations")
 def list_all() -> Response:
     """The caller's email and file destinations, filtered by `kind`."""
     account_id = current_account()
-    with runtime().read_sessions() as session:
+    with current_runtime().read_sessions() as session:
         found = admin.list_destinations(session, account_id, request.args.get("kind"))
         return jsonify({"destinations": [admin.view(session, d) for d in found]})
 
@@ -35,7 +36,7 @@ def list_all() -> Response:
 def show(destination_id: int) -> Response:
     """One destination (secrets are never shown)."""
     account_id = current_account()
-    with runtime().read_sessions() as session:
+    with current_runtime().read_sessions() as session:
         return jsonify(admin.view(session, admin.get(session, account_id, destination_id)))
 
 
@@ -43,7 +44,7 @@ def show(destination_id: int) -> Response:
 def change(destination_id: int) -> Response:
     """Change settings or event types; secrets left out of the request are kept."""
     account_id = current_account()
-    with runtime().sessions.begin() as session:
+    with current_runtime().sessions.begin() as session:
         return jsonify(admin.view(session, admin.change(session, account_id, destination_id, json_body())))
 
 
@@ -51,7 +52,7 @@ def change(destination_id: int) -> Response:
 def remove(destination_id: int) -> tuple[str, int]:
     """Delete a destination."""
     account_id = current_account()
-    with runtime().sessions.begin() as session:
+    with current_runtime().sessions.begin() as session:
         admin.remove(session, admin.get(session, account_id, destination_id))
     return "", 204
 
@@ -59,7 +60,7 @@ def remove(destination_id: int) -> tuple[str, int]:
 @blueprint.post("/api/v1/destinations/<int:destination_id>/test")
 def test(destination_id: int) -> Response:
     """Send a test email, or upload and remove a test file, and report how it went."""
-    return jsonify(admin.check_now(runtime(), current_account(), destination_id))
+    return jsonify(admin.check_now(current_runtime(), current_account(), destination_id))
 
 
 @blueprint.post("/api/v1/destinations/<int:destination_id>/activate")
@@ -67,7 +68,7 @@ def activate(destination_id: int) -> Response:
     """Activate; `replay=true` delivers what accumulated while deactivated, otherwise it is dropped."""
     account_id = current_account()
     replay = flag("replay")
-    with runtime().sessions.begin() as session:
+    with current_runtime().sessions.begin() as session:
         return jsonify(admin.activate(session, admin.get(session, account_id, destination_id), replay))
 
 
@@ -76,7 +77,7 @@ def attempt_log(destination_id: int) -> Response:
     """The destination's recent delivery attempts, newest first."""
     account_id = current_account()
     limit = limit_param()
-    with runtime().read_sessions() as session:
+    with current_runtime().read_sessions() as session:
         admin.get(session, account_id, destination_id)
         return jsonify({"attempts": admin.attempts(session, destination_id, limit)})
 
@@ -93,7 +94,7 @@ def export_again(destination_id: int) -> tuple[Response, int]:
     if hour is not None and not hour.isdigit():
         raise ValidationError("must be an hour from 0 to 23", "hour")
     try:
-        receipt = export.export_period(runtime(), destination_id, day, int(hour) if hour else None,
+        receipt = export.export_period(current_runtime(), destination_id, day, int(hour) if hour else None,
                                        account_id=account_id)
     except DeliveryError as exc:
         return jsonify({"ok": False, "error": str(exc)}), 502

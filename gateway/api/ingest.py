@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from gateway.api.auth import current_account, runtime
+from gateway.api.auth import current_account
 from gateway.ingest import ingest_request, parse_body
+from gateway.runtime import current_runtime
 
 blueprint = Blueprint("ingest", __name__)
 
@@ -13,7 +14,7 @@ blueprint = Blueprint("ingest", __name__)
 def post_events() -> tuple[Response, int]:
     """Store the posted events; answers how many were accepted and how many were duplicates."""
     account_id = current_account()
-    rt = runtime()
+    rt = current_runtime()
     raws = parse_body(request.get_data(cache=False), request.content_type or "", rt.settings.max_batch)
     result = ingest_request(rt.sessions, account_id, raws)
     return jsonify({"accepted": result.accepted, "duplicates": result.duplicates}), 200

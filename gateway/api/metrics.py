@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from gateway.api.auth import runtime
 from gateway.metrics import REGISTRY, QueueCollector
+from gateway.runtime import current_runtime
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -14,5 +14,5 @@ blueprint = Blueprint("metrics", __name__)
 def metrics() -> Response:
     """Attempts by outcome, delivery latency, and queue depth and age per destination kind."""
     queue = CollectorRegistry()
-    queue.register(QueueCollector(runtime().read_sessions))
+    queue.register(QueueCollector(current_runtime().read_sessions))
     return Response(generate_latest(REGISTRY) + generate_latest(queue), content_type=CONTENT_TYPE_LATEST)

@@ -8,8 +8,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from gateway import events as model
 from gateway import pull
-from gateway.api.auth import current_account, runtime
+from gateway.api.auth import current_account
 from gateway.errors import ValidationError
+from gateway.runtime import current_runtime
 
 blueprint = Blueprint("pull", __name__)
 DEFAULT_MAX = 1000
@@ -29,7 +30,7 @@ def _render(batch: pull.Batch) -> dict[str, Any]:
 def get_batch() -> Response:
     """Take up to `max` oldest events of `types`; `mode` is lease (default), read or peek."""
     account_id = current_account()
-    rt = runtime()
+    rt = current_runtime()
     types = pull.check_types(request.args.get("types"), "types")
     limit = pull.check_max(request.args.get("max", DEFAULT_MAX), "max")
     mode = request.args.get("mode", "lease")
@@ -43,13 +44,14 @@ def get_batch() -> Response:
 def acknowledge(batch_id: str) -> Response:
     """Mark a leased batch as collected."""
     account_id = current_account()
-    return jsonify({"batch_id": batch_id, "acknowledged": pull.acknowledge(runtime().sessions, account_id, batch_id)})
+    acknowledged = pull.acknowledge(current_runtime().sessions, account_id, batch_id)
+    return jsonify({"batch_id": batch_id, "acknowledged": acknowledged})
 
 
 @blueprint.get("/api/v1/batches/<batch_id>")
 def batch_again(batch_id: str) -> Response:
     """Fetch an earlier batch again, within the recovery window."""
     account_id = current_account()
-    rt = runtime()
+    rt = current_runtime()
     batch = pull.batch_again(rt.read_sessions, account_id, batch_id, timedelta(days=rt.settings.recovery_days))
     return jsonify(_render(batch))

@@ -5,9 +5,10 @@ from flask import Blueprint, Response, jsonify, request
 
 from gateway import events as model
 from gateway import routing, webhooks
-from gateway.api.auth import current_account, runtime
+from gateway.api.auth import current_account
 from gateway.api.params import flag, json_body, limit_param, time_param
 from gateway.errors import ValidationError
+from gateway.runtime import current_runtime
 
 blueprint = Blueprint("webhooks", __name__)
 
@@ -16,7 +17,7 @@ blueprint = Blueprint("webhooks", __name__)
 def create() -> tuple[Response, int]:
     """Create a webhook; with `verify: true`, refuse a URL that does not answer 2xx to a test event."""
     account_id = current_account()
-    rt = runtime()
+    rt = current_runtime()
     payload = json_body()
     return jsonify(webhooks.create_verified(rt.sessions, account_id, payload, rt.settings,
                                             bool(payload.get("verify")))), 201
@@ -26,7 +27,7 @@ def create() -> tuple[Response, int]:
 def list_all() -> Response:
     """The caller's webhooks, filtered by `app` and `event`."""
     account_id = current_account()
-    with runtime().sessions() as session:
+    with current_runtime().sessions() as session:
         found = webhooks.list_webhooks(session, account_id, request.args.get("app"), request.args.get("event"))
         return jsonify({"webhooks": [webhooks.view(session, d) for d in found]})
 
@@ -35,7 +36,7 @@ def list_all() -> Response:
 def show(webhook_id: int) -> Response:
     """One webhook."""
     account_id = current_account()
-    with runtime().sessions() as session:
+    with current_runtime().sessions() as session:
         return jsonify(webhooks.view(session, webhooks.get(session, account_id, webhook_id)))
 
 
@@ -43,7 +44,7 @@ def show(webhook_id: int) -> Response:
 def change(webhook_id: int) -> Response:
     """Change a webhook without deactivating it."""
     account_id = current_account()
-    with runtime().sessions.begin() as session:
+    with current_runtime().sessions.begin() as session:
         destination = webhooks.update_webhook(session, account_id, webhook_id, json_body())
         return jsonify(webhooks.view(session, destination))
 
@@ -52,7 +53,7 @@ def change(webhook_id: int) -> Response:
 def remove(webhook_id: int) -> tuple[str, int]:
     """Delete a webhook."""
     account_id = current_account()
-    with runtime().sessions.begin() as session:
+    with current_runtime().sessions.begin() as session:
         webhooks.delete_webhook(session, account_id, webhook_id)
     return "", 204
 
@@ -61,7 +62,7 @@ def remove(webhook_id: int) -> tuple[str, int]:
 def verify(webhook_id: int) -> Response:
     """Send a test event and report what the endpoint answered."""
     account_id = current_account()
-    rt = runtime()
+    rt = current_runtime()
     return jsonify(webhooks.verify(rt.sessions, account_id, webhook_id, rt.settings))
 
 
@@ -70,7 +71,7 @@ def activate(webhook_id: int) -> Response:
     """Activate; `replay=true` delivers what accumulated while deactivated, otherwise it is dropped."""
     account_id = current_account()
     replay = flag("replay")
-    with runtime().sessions.begin() as session:
+    with current_runtime().sessions.begin() as session:
         return jsonify(webhooks.activate(session, account_id, webhook_id, replay))
 
 
@@ -79,7 +80,7 @@ def replay(webhook_id: int) -> Response:
     """Deliver again every event of the webhook's types that occurred in [since, until)."""
     account_id = current_account()
     since, until = time_param("since"), time_param("until")
-    with runtime().sessions.begin() as session:
+    with current_runtime().sessions.begin() as session:
         return jsonify({"id": webhook_id, "queued": webhooks.replay(session, account_id, webhook_id, since, until)})
 
 
@@ -88,7 +89,7 @@ def attempt_log(webhook_id: int) -> Response:
     """The webhook's recent delivery attempts, newest first."""
     account_id = current_account()
     limit = limit_param()
-    with runtime().sessions() as session:
+    with current_runtime().sessions() as session:
         return jsonify({"attempts": webhooks.attempts(session, account_id, webhook_id, limit)})
 
 
@@ -96,7 +97,7 @@ def attempt_log(webhook_id: int) -> Response:
 def routes() -> Response:
     """Every event type with the destinations it goes to."""
     account_id = current_account()
-    with runtime().sessions() as session:
+    with current_runtime().sessions() as session:
         return jsonify({"routes": routing.routes_table(session, account_id)})
 
 
@@ -111,7 +112,7 @@ def set_route(event_type: str) -> Response:
     ids = json_body().get("destinations")
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise ValidationError("must be a list of destination ids", "destinations")
-    with runtime().sessions.begin() as session:
+    with current_runtime().sessions.begin() as session:
         routing.set_route(session, account_id, etype, ids)
         return jsonify({"type": etype, "destinations": routing.routes_table(session, account_id)[etype]})
 
@@ -120,5 +121,5 @@ def set_route(event_type: str) -> Response:
 def notifications() -> Response:
     """Operational notices for the account (a webhook deactivated, say), newest first."""
     account_id = current_account()
-    with runtime().sessions() as session:
+    with current_runtime().sessions() as session:
         return jsonify({"notifications": webhooks.notices(session, account_id)})

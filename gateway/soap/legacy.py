@@ -18,8 +18,8 @@ from flask import Blueprint, Response, request
 
 from gateway import events as model
 from gateway import legacy_sessions, pull
-from gateway.api.auth import runtime
 from gateway.errors import AuthError, GatewayError, ValidationError
+from gateway.runtime import current_runtime
 from gateway.soap.encoding import EnvelopeError, Flavour, PaintRequest, encode_fault, encode_result, parse_envelope
 from gateway.store.models import utcnow
 
@@ -96,7 +96,7 @@ def render_batch(batch: pull.Batch, flavour: Flavour) -> bytes:
 
 
 def _login(req: PaintRequest) -> Result:
-    rt = runtime()
+    rt = current_runtime()
     name = str(req.entity_data.get("userName") or "").strip()
     password = str(req.entity_data.get("password") or "")
     if not name or not password:
@@ -127,12 +127,12 @@ def _login(req: PaintRequest) -> Result:
 
 
 def _logout(req: PaintRequest) -> Result:
-    legacy_sessions.logout(runtime().sessions, req.context_id)
+    legacy_sessions.logout(current_runtime().sessions, req.context_id)
     return _ok()
 
 
 def _account(req: PaintRequest) -> int:
-    rt = runtime()
+    rt = current_runtime()
     try:
         return legacy_sessions.resolve(rt.sessions, req.context_id, rt.settings.session_idle_seconds)
     except AuthError:
@@ -141,7 +141,7 @@ def _account(req: PaintRequest) -> int:
 
 def _get_batch(req: PaintRequest, flavour: str) -> bytes:
     account_id = _account(req)
-    rt = runtime()
+    rt = current_runtime()
     problems: dict[str, str] = {}
     types: list[str] = []
     limit = DEFAULT_MAX_NOTIFICATIONS
@@ -225,7 +225,7 @@ def endpoint() -> Response:
 
 def _wsdl(name: str) -> Response:
     text = (WSDL_DIR / name).read_text(encoding="utf-8")
-    text = text.replace(WSDL_PLACEHOLDER, runtime().settings.effective_public_url + "/paint")
+    text = text.replace(WSDL_PLACEHOLDER, current_runtime().settings.effective_public_url + "/paint")
     return Response(text, 200, content_type=XML)
 
 
