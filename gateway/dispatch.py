@@ -54,6 +54,14 @@ class Lease:
         return len(self.events) if self.event_count is None else self.event_count
 
 
+DEFAULT_BATCH_EVENTS = 500
+
+
+def batch_size(destination: Destination) -> int:
+    """How many events one delivery to the destination carries at most."""
+    return int(destination.settings.get("batch_max_events", DEFAULT_BATCH_EVENTS))
+
+
 def retry_delay(schedule: tuple[float, ...], attempts: int, retry_after: float | None, cap: float) -> float:
     """Seconds to wait before try number ``attempts + 1``: the schedule with ±10 % jitter, or Retry-After."""
     if retry_after is not None:
@@ -64,8 +72,7 @@ def retry_delay(schedule: tuple[float, ...], attempts: int, retry_after: float |
 
 def lease(session: Session, destination: Destination, now: datetime, lease_seconds: int) -> Lease | None:
     """Lease the destination's next batch: a retry keeps its rows and message id, else take fresh rows."""
-    settings = destination.settings
-    max_events = int(settings.get("batch_max_events", 500))
+    max_events = batch_size(destination)
     skip_locked = session.get_bind().dialect.name == "postgresql"
     if skip_locked and session.execute(
         select(Destination.id).where(Destination.id == destination.id).with_for_update(skip_locked=True)
@@ -217,10 +224,10 @@ class Dispatcher:
         if wait > 0:
             oldest = session.scalar(select(func.min(QueueItem.due_at)).where(
                 QueueItem.destination_id == destination.id, QueueItem.state == "ready"))
+            size = batch_size(destination)
             waiting = session.scalar(select(func.count()).select_from(
-                due_rows(destination.id, now).limit(int(destination.settings.get("batch_max_events", 500))).subquery()))
-            if oldest is not None and now - oldest < timedelta(seconds=wait) and \
-                    (waiting or 0) < int(destination.settings.get("batch_max_events", 500)):
+                due_rows(destination.id, now).limit(size).subquery()))
+            if oldest is not None and now - oldest < timedelta(seconds=wait) and (waiting or 0) < size:
                 return False
         return True
 

@@ -19,6 +19,7 @@ from gateway import events as model
 from gateway import routing
 from gateway.config import Settings
 from gateway.destinations import sink_for
+from gateway.dispatch import batch_size
 from gateway.errors import NotFound
 from gateway.store.models import Destination, Event, Notice, QueueItem, utcnow
 from sinks.http import FORMATS, generate_secret, parse_secret
@@ -99,7 +100,7 @@ def view(session: Session, destination: Destination, *, with_secret: bool = Fals
         "failing_since": model.iso(destination.failing_since),
         "headers": options.get("headers") or {},
         "basic_auth": bool(options.get("basic_auth")),
-        "batch_max_events": options.get("batch_max_events", 500),
+        "batch_max_events": batch_size(destination),
         "interval_seconds": options.get("interval_seconds", 0),
         "batch_max_bytes": options.get("batch_max_bytes"),
         "created_at": model.iso(destination.created_at),
