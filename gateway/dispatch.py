@@ -31,6 +31,10 @@ from gateway.store.models import PENDING, Attempt, Destination, Notice, QueueIte
 from gateway.store.queue import due_rows, queued_events
 
 log = logging.getLogger(__name__)
+# Leasing and settling write through the Core tables: the ORM's bulk-update bookkeeping
+# would cost more than the statements themselves, once per batch.
+QUEUE = QueueItem.__table__
+DESTINATIONS = Destination.__table__
 PURGE_EVERY_SECONDS = 600.0
 
 
@@ -81,13 +85,13 @@ def lease(session: Session, destination: Destination, now: datetime, lease_secon
         # part of a retried batch and send the parts under the same message id, and a
         # receiver that drops repeated ids would lose one of them.
         return None
-    oldest = due_rows(destination.id, now).with_only_columns(QueueItem.lease_id).limit(1)
+    oldest = due_rows(destination.id, now).with_only_columns(QueueItem.lease_id, QueueItem.attempts).limit(1)
     if skip_locked:
         oldest = oldest.with_for_update(skip_locked=True)
     first = session.execute(oldest).first()
     if first is None:
         return None
-    retry_id = first[0]
+    retry_id, attempts = first
     message_id = retry_id or "msg_" + secrets.token_urlsafe(18)
     # A retry takes its whole batch even if batch_max_events was lowered since: one message
     # id always carries the same events.
@@ -96,19 +100,17 @@ def lease(session: Session, destination: Destination, now: datetime, lease_secon
     ).limit(None if retry_id else max_events)
     if skip_locked:
         rows = rows.with_for_update(skip_locked=True)
-    result = session.execute(
-        update(QueueItem)
-        .where(QueueItem.id.in_(rows.scalar_subquery()))
+    result = session.connection().execute(
+        update(QUEUE)
+        .where(QUEUE.c.id.in_(rows.scalar_subquery()))
         .values(state="leased", lease_id=message_id, due_at=now + timedelta(seconds=lease_seconds),
-                attempts=QueueItem.attempts + 1),
-        execution_options={"synchronize_session": False},
+                attempts=QUEUE.c.attempts + 1)
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not result.rowcount:
         return None
     held = and_(QueueItem.destination_id == destination.id, QueueItem.lease_id == message_id,
                 QueueItem.state == "leased")
-    attempts = session.scalar(select(func.max(QueueItem.attempts)).where(held)) or 1
-    return Lease(destination.id, message_id, queued_events(session, held), attempts - 1)
+    return Lease(destination.id, message_id, queued_events(session, held), attempts)
 
 
 def _record(session: Session, lease_: Lease, started: datetime, seconds: float, outcome: str,
@@ -123,15 +125,18 @@ def settle_success(session: Session, lease_: Lease, started: datetime, seconds: 
                    detail: str) -> None:
     """Mark the batch delivered and the destination healthy, and log the attempt."""
     now = utcnow()
-    session.execute(
-        update(QueueItem)
-        .where(QueueItem.destination_id == lease_.destination_id, QueueItem.lease_id == lease_.message_id,
-               QueueItem.state == "leased")
-        .values(state="done", done_at=now),
-        execution_options={"synchronize_session": False},
+    connection = session.connection()
+    connection.execute(
+        update(QUEUE)
+        .where(QUEUE.c.destination_id == lease_.destination_id, QUEUE.c.lease_id == lease_.message_id,
+               QUEUE.c.state == "leased")
+        .values(state="done", done_at=now)
     )
-    session.execute(
-        update(Destination).where(Destination.id == lease_.destination_id)
+    connection.execute(
+        update(DESTINATIONS)
+        .where(DESTINATIONS.c.id == lease_.destination_id,
+               or_(DESTINATIONS.c.failing_since.is_not(None), DESTINATIONS.c.consecutive_failures != 0,
+                   DESTINATIONS.c.paused_until.is_not(None)))
         .values(failing_since=None, consecutive_failures=0, paused_until=None)
     )
     _record(session, lease_, started, seconds, "delivered", status, detail)
@@ -258,7 +263,8 @@ class Dispatcher:
 
     def _sink(self, destination: Destination) -> Any:
         # Keyed on the settings the sink is built from, not on updated_at, which every
-        # settled attempt bumps: the sink and its kept-alive connections outlive batches.
+        # change of the destination's health bumps: the sink and its kept-alive
+        # connections outlive batches.
         cached = self._sinks.get(destination.id)
         if cached is None or cached[0] != destination.settings:
             if cached is not None and hasattr(cached[1], "close"):

@@ -438,7 +438,7 @@ class Exporter:
             self._remember(destination_id, recheck)
 
     def _remember(self, destination_id: int, recheck: datetime) -> None:
-        # Keyed by the destination's updated_at as it is now, after settling (which touches
+        # Keyed by the destination's updated_at as it is now, after settling (which may touch
         # it): a later change of its settings or its activation makes it due at once.
         try:
             with self.runtime.read_sessions() as session:

@@ -63,7 +63,7 @@ def _store_postgresql(session: Session, account_id: int, events: list[model.Even
         select(routes.c.destination_id, _EVENTS.c.id, _EVENTS.c.type, literal("ready"), literal(now, UTCDateTime()),
                literal(0))
         .join(routes, and_(routes.c.account_id == _EVENTS.c.account_id, routes.c.event_type == _EVENTS.c.type))
-        .where(added).order_by(_EVENTS.c.id, routes.c.destination_id),
+        .where(added).order_by(routes.c.destination_id, _EVENTS.c.id),
     ))
     return int(session.scalar(select(func.count()).select_from(_EVENTS).where(added)) or 0)
 
@@ -78,7 +78,7 @@ _SQLITE_QUEUE_ADDED = (
     "INSERT INTO queue (destination_id, event_id, event_type, state, due_at, attempts) "
     "SELECT routes.destination_id, events.id, events.type, 'ready', ?, 0 FROM events "
     "JOIN routes ON routes.account_id = events.account_id AND routes.event_type = events.type "
-    "WHERE events.id > ? ORDER BY events.id, routes.destination_id"
+    "WHERE events.id > ? ORDER BY routes.destination_id, events.id"
 )
 _TIME_POSITIONS = tuple(i for i, name in enumerate(_COLUMNS) if name in model.TIME_FIELDS)
 _DATA_POSITION = _COLUMNS.index("data")

@@ -86,17 +86,18 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 def render(format: str, events: Sequence[Event], max_bytes: int | None = None) -> list[tuple[str, bytes]]:
     """The request bodies of a batch in ``format``, each with its Content-Type.
 
-    In ``json`` a batch is one array, or with ``max_bytes`` as few arrays as keep each
-    body within it (an event larger than the limit still goes, alone).
+    ``events`` are as the store reads them (``store.rows.to_event``). In ``json`` a batch
+    is one array, or with ``max_bytes`` as few arrays as keep each body within it (an
+    event larger than the limit still goes, alone).
     """
     if format == "json":
         if max_bytes is None:
-            return [("application/json", _json([ev.to_json(e, times_as_text=False) for e in events]))]
+            return [("application/json", _json(list(events)))]
         bodies: list[tuple[str, bytes]] = []
         chunk: list[bytes] = []
         size = 2
         for event in events:
-            item = _json(ev.to_json(event, times_as_text=False))
+            item = _json(event)
             if chunk and size + len(item) + 1 > max_bytes:
                 bodies.append(("application/json", b"[" + b",".join(chunk) + b"]"))
                 chunk, size = [], 2
@@ -106,12 +107,14 @@ def render(format: str, events: Sequence[Event], max_bytes: int | None = None) -
             bodies.append(("application/json", b"[" + b",".join(chunk) + b"]"))
         return bodies
     if format == "json-single":
-        return [("application/json", _json({"event": e["type"].lower(), **ev.to_json(e, times_as_text=False)})) for e in events]
+        return [("application/json", _json({"event": e["type"].lower(), **e})) for e in events]
     return [("application/x-www-form-urlencoded", urlencode(ev.to_form(e)).encode("ascii")) for e in events]
 
 
 def _json(value: object) -> bytes:
-    # Times (aware, UTC) come out exactly as events.iso writes them: ISO 8601 with a Z.
+    # Events come as the store reads them (store.rows.to_event), in the form events.to_json
+    # gives, except that times are datetimes: aware and in UTC, they come out exactly as
+    # events.iso writes them, ISO 8601 with a Z.
     return orjson.dumps(value, option=orjson.OPT_UTC_Z)
 
 

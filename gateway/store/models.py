@@ -169,7 +169,8 @@ class QueueItem(Base):
               sqlite_where=text("state != 'done'"), postgresql_where=text("state != 'done'")),
         Index("ix_queue_pending_due", "destination_id", "due_at",
               sqlite_where=text("state != 'done'"), postgresql_where=text("state != 'done'")),
-        Index("ix_queue_lease", "destination_id", "lease_id"),
+        Index("ix_queue_lease", "destination_id", "lease_id",
+              sqlite_where=text("lease_id IS NOT NULL"), postgresql_where=text("lease_id IS NOT NULL")),
         Index("ix_queue_done", "done_at", sqlite_where=text("state = 'done'"), postgresql_where=text("state = 'done'")),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

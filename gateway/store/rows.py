@@ -25,7 +25,12 @@ _DATA_POSITION = model.FIELD_NAMES.index("data")
 
 
 def to_event(row: Row[Any] | Sequence[Any]) -> model.Event:
-    """An event dict from a row selected with EVENT_COLUMNS (absent fields left out)."""
+    """An event dict from a row selected with EVENT_COLUMNS.
+
+    Fields come in the model's order, and absent ones (an empty ``data`` too) are left
+    out, as ``events.to_json`` shows them: a serializer that writes datetimes as ISO 8601
+    with a Z gives the JSON form straight from it.
+    """
     values = list(row)
     for position in _TIME_POSITIONS:
         value = values[position]
@@ -37,7 +42,8 @@ def to_event(row: Row[Any] | Sequence[Any]) -> model.Event:
             values[position] = value.astimezone(timezone.utc)
     data = values[_DATA_POSITION]
     if isinstance(data, (str, bytes)):  # psycopg decodes JSON itself; SQLite hands back text
-        values[_DATA_POSITION] = orjson.loads(data)
+        data = orjson.loads(data)
+    values[_DATA_POSITION] = data or None
     # EVENT_COLUMNS is built from FIELD_NAMES, so the lengths match without zip's
     # (measurable) strict check.
     return {name: value for name, value in zip(model.FIELD_NAMES, values) if value is not None}  # noqa: B905
