@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, Update, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import events as model
@@ -27,8 +27,8 @@ from gateway.config import Settings
 from gateway.destinations import PUSH_KINDS, sink_for
 from gateway.errors import DeliveryError
 from gateway.runtime import Runtime
-from gateway.store.models import PENDING, Attempt, Destination, Notice, QueueItem, utcnow
-from gateway.store.queue import due_rows, queued_events
+from gateway.store.models import PENDING, Attempt, Destination, Notice, QueueItem, UTCDateTime, utcnow
+from gateway.store.queue import due_rows, events_behind, queued_events
 
 log = logging.getLogger(__name__)
 # Leasing and settling write through the Core tables: the ORM's bulk-update bookkeeping
@@ -74,43 +74,84 @@ def retry_delay(schedule: tuple[float, ...], attempts: int, retry_after: float |
     return base * random.uniform(0.9, 1.1)
 
 
+@dataclass(frozen=True)
+class _LeaseStatements:
+    """The statements of leasing and settling, built once: building them costs more than
+    SQLite takes to run some of them. Values go in as bound parameters."""
+
+    lock_destination: Select[Any] | None
+    oldest: Select[Any]
+    take_fresh: Update
+    take_retry: Update
+    events: Select[Any]
+    done: Update
+    healthy: Update
+
+
+def _build_statements(skip_locked: bool) -> _LeaseStatements:
+    def locked(query: Select[Any]) -> Select[Any]:
+        return query.with_for_update(skip_locked=True) if skip_locked else query
+
+    destination_id = bindparam("destination")
+    due = due_rows(destination_id, bindparam("now", type_=UTCDateTime()))
+
+    def take(rows: Select[Any]) -> Update:
+        return (update(QUEUE).where(QUEUE.c.id.in_(locked(rows).scalar_subquery()))
+                .values(state="leased", lease_id=bindparam("message_id"),
+                        due_at=bindparam("until", type_=UTCDateTime()), attempts=QUEUE.c.attempts + 1))
+
+    held = and_(QueueItem.destination_id == destination_id, QueueItem.lease_id == bindparam("message_id"),
+                QueueItem.state == "leased")
+    return _LeaseStatements(
+        lock_destination=locked(select(DESTINATIONS.c.id).where(DESTINATIONS.c.id == destination_id))
+        if skip_locked else None,
+        oldest=locked(due.with_only_columns(QueueItem.lease_id, QueueItem.attempts).limit(1)),
+        take_fresh=take(due.where(QueueItem.lease_id.is_(None)).limit(bindparam("max_events"))),
+        take_retry=take(due.where(QueueItem.lease_id == bindparam("retry_id"))),
+        events=events_behind(held),
+        done=update(QUEUE).where(held).values(state="done", done_at=bindparam("now", type_=UTCDateTime())),
+        healthy=update(DESTINATIONS)
+        .where(DESTINATIONS.c.id == destination_id,
+               or_(DESTINATIONS.c.failing_since.is_not(None), DESTINATIONS.c.consecutive_failures != 0,
+                   DESTINATIONS.c.paused_until.is_not(None)))
+        .values(failing_since=None, consecutive_failures=0, paused_until=None),
+    )
+
+
+_STATEMENTS = {skip_locked: _build_statements(skip_locked) for skip_locked in (False, True)}
+
+
+def _statements(session: Session) -> _LeaseStatements:
+    """The statements for the session's database (PostgreSQL skips rows other dispatchers hold)."""
+    return _STATEMENTS[session.get_bind().dialect.name == "postgresql"]
+
+
 def lease(session: Session, destination: Destination, now: datetime, lease_seconds: int) -> Lease | None:
     """Lease the destination's next batch: a retry keeps its rows and message id, else take fresh rows."""
-    max_events = batch_size(destination)
-    skip_locked = session.get_bind().dialect.name == "postgresql"
-    if skip_locked and session.execute(
-        select(Destination.id).where(Destination.id == destination.id).with_for_update(skip_locked=True)
-    ).first() is None:
+    statements = _statements(session)
+    connection = session.connection()
+    key = {"destination": destination.id}
+    if statements.lock_destination is not None and connection.execute(statements.lock_destination, key).first() is None:
         # Another dispatcher is leasing for this destination. Two at once would each take
         # part of a retried batch and send the parts under the same message id, and a
         # receiver that drops repeated ids would lose one of them.
         return None
-    oldest = due_rows(destination.id, now).with_only_columns(QueueItem.lease_id, QueueItem.attempts).limit(1)
-    if skip_locked:
-        oldest = oldest.with_for_update(skip_locked=True)
-    first = session.execute(oldest).first()
+    first = connection.execute(statements.oldest, {**key, "now": now}).first()
     if first is None:
         return None
     retry_id, attempts = first
     message_id = retry_id or "msg_" + secrets.token_urlsafe(18)
+    taking = {**key, "now": now, "message_id": message_id, "until": now + timedelta(seconds=lease_seconds)}
     # A retry takes its whole batch even if batch_max_events was lowered since: one message
     # id always carries the same events.
-    rows = due_rows(destination.id, now).where(
-        QueueItem.lease_id == retry_id if retry_id else QueueItem.lease_id.is_(None)
-    ).limit(None if retry_id else max_events)
-    if skip_locked:
-        rows = rows.with_for_update(skip_locked=True)
-    result = session.connection().execute(
-        update(QUEUE)
-        .where(QUEUE.c.id.in_(rows.scalar_subquery()))
-        .values(state="leased", lease_id=message_id, due_at=now + timedelta(seconds=lease_seconds),
-                attempts=QUEUE.c.attempts + 1)
-    )
+    if retry_id:
+        result = connection.execute(statements.take_retry, {**taking, "retry_id": retry_id})
+    else:
+        result = connection.execute(statements.take_fresh, {**taking, "max_events": batch_size(destination)})
     if not result.rowcount:
         return None
-    held = and_(QueueItem.destination_id == destination.id, QueueItem.lease_id == message_id,
-                QueueItem.state == "leased")
-    return Lease(destination.id, message_id, queued_events(session, held), attempts)
+    events = queued_events(session, statements.events, {**key, "message_id": message_id})
+    return Lease(destination.id, message_id, events, attempts)
 
 
 def _record(session: Session, lease_: Lease, started: datetime, seconds: float, outcome: str,
@@ -125,20 +166,11 @@ def settle_success(session: Session, lease_: Lease, started: datetime, seconds: 
                    detail: str) -> None:
     """Mark the batch delivered and the destination healthy, and log the attempt."""
     now = utcnow()
+    statements = _statements(session)
     connection = session.connection()
-    connection.execute(
-        update(QUEUE)
-        .where(QUEUE.c.destination_id == lease_.destination_id, QUEUE.c.lease_id == lease_.message_id,
-               QUEUE.c.state == "leased")
-        .values(state="done", done_at=now)
-    )
-    connection.execute(
-        update(DESTINATIONS)
-        .where(DESTINATIONS.c.id == lease_.destination_id,
-               or_(DESTINATIONS.c.failing_since.is_not(None), DESTINATIONS.c.consecutive_failures != 0,
-                   DESTINATIONS.c.paused_until.is_not(None)))
-        .values(failing_since=None, consecutive_failures=0, paused_until=None)
-    )
+    connection.execute(statements.done, {"destination": lease_.destination_id, "message_id": lease_.message_id,
+                                         "now": now})
+    connection.execute(statements.healthy, {"destination": lease_.destination_id})
     _record(session, lease_, started, seconds, "delivered", status, detail)
 
 
@@ -275,22 +307,26 @@ class Dispatcher:
 
     def _deliver_one(self, destination_id: int) -> None:
         try:
-            while not self._stop.is_set() and self._deliver_batch(destination_id):
-                pass
+            with self.runtime.sessions.begin() as session:
+                taken = self._lease_next(session, destination_id)
+            while taken is not None:
+                taken = self._deliver(destination_id, *taken)
         except Exception:
             log.exception("dispatch to destination #%s failed", destination_id)
 
-    def _deliver_batch(self, destination_id: int) -> bool:
-        """Lease and deliver one batch; True when it went through and more may be due."""
-        now = utcnow()
-        with self.runtime.sessions.begin() as session:
-            destination = session.get(Destination, destination_id)
-            if destination is None or not destination.active:
-                return False
-            held = lease(session, destination, now, self.settings.dispatch_lease_seconds)
-            sink = self._sink(destination) if held else None
-        if held is None:
-            return False
+    def _lease_next(self, session: Session, destination_id: int) -> tuple[Lease, Any] | None:
+        """Lease the destination's next batch, with the sink to deliver it, unless stopping."""
+        if self._stop.is_set():
+            return None
+        destination = session.get(Destination, destination_id)
+        if destination is None or not destination.active:
+            return None
+        held = lease(session, destination, utcnow(), self.settings.dispatch_lease_seconds)
+        return None if held is None else (held, self._sink(destination))
+
+    def _deliver(self, destination_id: int, held: Lease, sink: Any) -> tuple[Lease, Any] | None:
+        """Deliver one leased batch and settle it; after a success, the next batch is leased in
+        the same transaction (one write transaction per batch) and returned."""
         started = utcnow()
         clock = time.monotonic()
         try:
@@ -302,20 +338,20 @@ class Dispatcher:
                 deactivated = settle_failure(session, held, started, seconds, error, self.settings)
             if deactivated and self._on_deactivate is not None:
                 self._on_deactivate(destination_id)
-            return False
+            return None
         except Exception as exc:  # a bug in a sink must not wedge its rows: retry them later
             seconds = time.monotonic() - clock
             log.exception("sink of destination #%s raised", destination_id)
             with self.runtime.sessions.begin() as session:
                 settle_failure(session, held, started, seconds, DeliveryError(f"internal error: {exc}"),
                                self.settings)
-            return False
+            return None
         seconds = time.monotonic() - clock
         metrics.LATENCY.observe(seconds)
         with self.runtime.sessions.begin() as session:
             settle_success(session, held, started, seconds, receipt.status, receipt.detail +
                            (f" | answer: {receipt.excerpt}" if receipt.excerpt else ""))
-        return True
+            return self._lease_next(session, destination_id)
 
     def run_forever(self) -> None:
         """Poll for due work until stop() is called; purge old work now and then."""

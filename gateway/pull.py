@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway import events as model
 from gateway.errors import NotFound, ValidationError
 from gateway.store.models import Destination, PullBatch, QueueItem, utcnow
-from gateway.store.queue import due_rows, queued_events
+from gateway.store.queue import due_rows, events_behind, queued_events
 
 # The legacy platform's documented batch size; larger asks are refused, never cut.
 MAX_BATCH = 10_000
@@ -97,7 +97,7 @@ def get_batch(
         due = due_rows(destination_id, now, types).limit(limit)
         if mode == "peek":
             ids = due.subquery()
-            batch = Batch(None, queued_events(session, QueueItem.id.in_(select(ids.c.id))), mode)
+            batch = Batch(None, queued_events(session, events_behind(QueueItem.id.in_(select(ids.c.id)))), mode)
             return render(batch)
         if session.get_bind().dialect.name == "postgresql":
             # Concurrent pullers skip each other's rows instead of waiting or double-taking.
@@ -114,8 +114,8 @@ def get_batch(
             execution_options={"synchronize_session": False},
         )
         # Naming the destination lets the lease index find the batch's rows.
-        events = queued_events(session, and_(QueueItem.destination_id == destination_id,
-                                          QueueItem.lease_id == batch_id))
+        events = queued_events(session, events_behind(and_(QueueItem.destination_id == destination_id,
+                                                           QueueItem.lease_id == batch_id)))
         session.execute(insert(PullBatch).values(
             id=batch_id, account_id=account_id, destination_id=destination_id,
             created_at=now, event_count=len(events), acked_at=now if mode == "read" else None,
@@ -148,8 +148,8 @@ def batch_again(
         batch = _own_batch(session, account_id, batch_id)
         if utcnow() - batch.created_at > recovery:
             raise NotFound("batch (past its recovery window)", batch_id)
-        events = queued_events(session, and_(QueueItem.destination_id == batch.destination_id,
-                                          QueueItem.lease_id == batch_id))
+        events = queued_events(session, events_behind(and_(QueueItem.destination_id == batch.destination_id,
+                                                           QueueItem.lease_id == batch_id)))
         return Batch(batch_id, events, "read" if batch.acked_at else "lease")
 
 
