@@ -18,15 +18,14 @@ import time
 from pathlib import Path
 
 import requests
-import waitress
 
 from bench.eventgen import generate
 from gateway import events as model
 from gateway.accounts import create_account
-from gateway.app import create_app
 from gateway.config import load_settings
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime, open_runtime
+from gateway.server import make_server
 
 BATCH = 1000
 
@@ -90,7 +89,7 @@ def bulk(directory: Path, raws: list[dict]) -> float:
 def rest(directory: Path, raws: list[dict]) -> float:
     """POST /api/v1/events in batches of 1,000 against a running server."""
     runtime, _, api_key = fresh_runtime(directory / "rest")
-    server = waitress.create_server(create_app(runtime), host="127.0.0.1", port=0, threads=4)
+    server = make_server(runtime, "127.0.0.1", 0, threads=4)
     threading.Thread(target=server.run, daemon=True).start()
     url = f"http://127.0.0.1:{server.effective_port}/api/v1/events"
     bodies = [json.dumps(raws[start:start + BATCH]).encode() for start in range(0, len(raws), BATCH)]

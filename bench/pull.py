@@ -26,18 +26,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
-import waitress
 from lxml import etree
 
 from bench.eventgen import generate
 from gateway import events as model
 from gateway import pull
 from gateway.accounts import create_account
-from gateway.app import create_app
 from gateway.config import load_settings
 from gateway.ingest import ingest_request
 from gateway.pull_client import EventsClient
 from gateway.runtime import Runtime, open_runtime
+from gateway.server import make_server
 from gateway.soap import legacy, typed
 
 BATCH = 10_000
@@ -134,7 +133,7 @@ def main() -> None:
         runtime, account_id = setup(directory, args.events)
         db_path = runtime.engine.url.database
         db = sqlite3.connect(db_path, timeout=30)
-        server = waitress.create_server(create_app(runtime), host="127.0.0.1", port=0, threads=4)
+        server = make_server(runtime, "127.0.0.1", 0, threads=4)
         threading.Thread(target=server.run, daemon=True).start()
         base_url = f"http://127.0.0.1:{server.effective_port}"
 

@@ -57,11 +57,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
     """Apply migrations and run the web API, the SOAP endpoints and (by default) the dispatcher."""
     import threading
 
-    import waitress
-
-    from gateway.app import create_app
     from gateway.dispatch import Dispatcher
     from gateway.notify import notify_deactivated
+    from gateway.server import make_server
 
     ctx.find_root().obj = ctx.find_root().obj.replace(host=host, port=port)
     runtime = _runtime(ctx)
@@ -72,10 +70,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
         ctx.call_on_close(engine.stop)
     click.echo(f"eventgw listening on http://{settings.host}:{settings.port} "
                f"(store: {runtime.engine.url.render_as_string(hide_password=True)})")
-    waitress.serve(create_app(runtime), host=settings.host, port=settings.port, threads=threads,
-                   # Twice the app's limit, so that an oversized body reaches the app and
-                   # gets the protocol's own error (JSON 413, SOAP Fault), not waitress's text.
-                   max_request_body_size=2 * settings.max_body_bytes, ident="eventgw", _quiet=True)
+    make_server(runtime, settings.host, settings.port, threads).run()
 
 
 @main.command()

@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import waitress
 
 from gateway.accounts import NewAccount, create_account
-from gateway.app import create_app
 from gateway.config import load_settings
 from gateway.runtime import Runtime, open_runtime
+from gateway.server import make_server
 
 pytest_plugins = sorted(
     f"tests.fixtures.{path.stem}"
@@ -72,7 +71,7 @@ class LiveServer:
     """A real gateway web server on a loopback port, running in a thread."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self.server = waitress.create_server(create_app(runtime), host="127.0.0.1", port=0, threads=8)
+        self.server = make_server(runtime, "127.0.0.1", 0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"  # type: ignore[union-attr]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
