@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import requests
 import zeep
 import zeep.exceptions
@@ -38,7 +38,7 @@ SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 OPERATION_TIMEOUT = 300.0
 # Answers come from the gateway the user named, but are parsed as untrusted anyway.
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-_CONVERT: dict[str, Callable[[str], Any]] = {"time": datetime.fromisoformat, "object": json.loads}
+_CONVERT: dict[str, Callable[[str], Any]] = {"time": datetime.fromisoformat, "object": orjson.loads}
 
 
 @dataclass(frozen=True)
