@@ -2,24 +2,26 @@
 
 Run: `.venv/bin/python -m bench.pull [--events 100000] [--rounds 5]`.
 For each endpoint it prints the median server-side time (the pull core plus rendering the
-response) and end-to-end time (a real client over HTTP), and a baseline measured in the same
-run: plain sqlite3 selecting and marking the same 10,000 rows, plus building the same
-CSV/base64 (legacy) or the same XML with lxml (typed). Then `gateway pull` draining 100,000
-events in batches of 10,000, and the memory one 10,000 batch adds.
+response, in this process) and end-to-end time (a real client over HTTP to a `gateway serve`
+process on the same store), and a baseline measured in the same run: plain sqlite3
+selecting and marking the same 10,000 rows, plus building the same CSV/base64 (legacy) or
+the same XML with lxml (typed). Then `gateway pull` draining 100,000 events in batches of
+10,000, and the memory one 10,000 batch adds.
 """
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import csv
 import io
 import os
+import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -36,7 +38,6 @@ from gateway.config import load_settings
 from gateway.ingest import ingest_request
 from gateway.pull_client import EventsClient
 from gateway.runtime import Runtime, open_runtime
-from gateway.server import make_server
 from gateway.soap import legacy, typed
 
 BATCH = 10_000
@@ -55,6 +56,24 @@ ENVELOPE = """<?xml version="1.0" encoding="UTF-8"?>
 def _item(key: str, value: object) -> str:
     kind = "xsd:int" if isinstance(value, int) else "xsd:string"
     return f'<item><key xsi:type="xsd:string">{key}</key><value xsi:type="{kind}">{value}</value></item>'
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_up(base_url: str) -> None:
+    """Wait for a starting `gateway serve` to answer."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.ConnectionError):
+            requests.get(base_url + "/paint/ctrlPaint.wsdl", timeout=5)
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"gateway serve did not answer at {base_url}")
 
 
 def setup(directory: Path, events: int) -> tuple[Runtime, int]:
@@ -133,9 +152,12 @@ def main() -> None:
         runtime, account_id = setup(directory, args.events)
         db_path = runtime.engine.url.database
         db = sqlite3.connect(db_path, timeout=30)
-        server = make_server(runtime, "127.0.0.1", 0, threads=4)
-        threading.Thread(target=server.run, daemon=True).start()
-        base_url = f"http://127.0.0.1:{server.effective_port}"
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gateway"), "serve", "--port", str(port), "--no-dispatcher"],
+            env={**os.environ, "EVENTGW_DATA_DIR": str(directory)}, stdout=subprocess.DEVNULL)
+        wait_until_up(base_url)
 
         def core(render: Callable[[pull.Batch], bytes]) -> Callable[[], object]:
             return lambda: pull.get_batch(runtime.sessions, account_id, [], BATCH, "read", render)
@@ -185,6 +207,8 @@ def main() -> None:
         print(f"gateway pull drained {lines:,} events in batches of {BATCH:,}: {drained:.1f} s (goal < 10 s)")
         http.close()
         db.close()
+        server.terminate()
+        server.wait()
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ def _runtime(ctx: click.Context, migrate: bool = True) -> Runtime:
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, dispatcher: bool) -> None:
     """Apply migrations and run the web API, the SOAP endpoints and (by default) the dispatcher."""
+    import gc
     import threading
 
     from gateway.dispatch import Dispatcher
@@ -70,7 +71,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
         ctx.call_on_close(engine.stop)
     click.echo(f"eventgw listening on http://{settings.host}:{settings.port} "
                f"(store: {runtime.engine.url.render_as_string(hide_password=True)})")
-    make_server(runtime, settings.host, settings.port, threads).run()
+    server = make_server(runtime, settings.host, settings.port, threads)
+    # What exists now (modules, the app, the engine) lives as long as the process: frozen,
+    # it is left out of every garbage collection, which a 10,000-event pull sets off.
+    gc.freeze()
+    server.run()
 
 
 @main.command()

@@ -20,8 +20,8 @@ EVENT_COLUMNS: Sequence[ColumnElement[Any]] = tuple(
     else Event.__table__.c["uid" if name == "id" else name]  # type: ignore[attr-defined]
     for name in model.FIELD_NAMES
 )
-_TIME_POSITIONS = tuple(i for i, name in enumerate(model.FIELD_NAMES) if name in model.TIME_FIELDS)
-_DATA_POSITION = model.FIELD_NAMES.index("data")
+_TIME_NAMES = tuple(name for name in model.FIELD_NAMES if name in model.TIME_FIELDS)
+_fromisoformat = datetime.fromisoformat
 
 
 def to_event(row: Row[Any] | Sequence[Any]) -> model.Event:
@@ -31,19 +31,23 @@ def to_event(row: Row[Any] | Sequence[Any]) -> model.Event:
     out, as ``events.to_json`` shows them: a serializer that writes datetimes as ISO 8601
     with a Z gives the JSON form straight from it.
     """
-    values = list(row)
-    for position in _TIME_POSITIONS:
-        value = values[position]
+    # EVENT_COLUMNS is built from FIELD_NAMES, so the lengths match without zip's
+    # (measurable) strict check.
+    event = {name: value for name, value in zip(model.FIELD_NAMES, row) if value is not None}  # noqa: B905
+    for name in _TIME_NAMES:
+        value = event.get(name)
         if type(value) is str:
             # SQLite holds UTC as fixed-width ISO text: naming the offset in the text costs
             # less than replacing the tzinfo afterwards.
-            values[position] = datetime.fromisoformat(value + "+00:00")
+            event[name] = _fromisoformat(value + "+00:00")
         elif value is not None:  # PostgreSQL's driver gives aware datetimes
-            values[position] = value.astimezone(timezone.utc)
-    data = values[_DATA_POSITION]
-    if isinstance(data, (str, bytes)):  # psycopg decodes JSON itself; SQLite hands back text
-        data = orjson.loads(data)
-    values[_DATA_POSITION] = data or None
-    # EVENT_COLUMNS is built from FIELD_NAMES, so the lengths match without zip's
-    # (measurable) strict check.
-    return {name: value for name, value in zip(model.FIELD_NAMES, values) if value is not None}  # noqa: B905
+            event[name] = value.astimezone(timezone.utc)
+    data = event.get("data")
+    if data is not None:
+        if isinstance(data, (str, bytes)):  # psycopg decodes JSON itself; SQLite hands back text
+            data = orjson.loads(data)
+        if data:
+            event["data"] = data
+        else:
+            del event["data"]
+    return event
