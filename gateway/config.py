@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -13,6 +14,7 @@ import tomllib
 from gateway.errors import ConfigError
 
 DEFAULT_DATA_DIR = Path("var")
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,15 @@ class Settings:
 
     @property
     def effective_public_url(self) -> str:
-        """The URL clients reach this gateway at (used in WSDL addresses)."""
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        """The URL clients reach this gateway at (used in WSDL addresses).
+
+        Without ``public_url`` it is the listening address, or the machine's host name when
+        the gateway listens on every address: a WSDL naming 0.0.0.0 sends no client anywhere.
+        """
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = socket.getfqdn() if self.host in WILDCARD_HOSTS else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed (None values are ignored)."""

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -946,3 +947,11 @@ def test_wsdls_carry_the_configured_public_url(runtime: Runtime, server: LiveSer
         assert wsdl_address(requests.get(server.url + path, timeout=10)) == (
             "https://events.example.com/legacy/paint"
         )
+
+
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])
+def test_listening_on_every_address_the_wsdls_name_the_host(runtime: Runtime, server: LiveServer,
+                                                            wildcard: str) -> None:
+    runtime.settings = runtime.settings.replace(host=wildcard, port=8080)
+    address = wsdl_address(requests.get(server.url + "/paint?wsdl", timeout=10))
+    assert address == f"http://{socket.getfqdn()}:8080/paint"
