@@ -37,6 +37,14 @@ def set_notice_address(session: Session, account_id: int, address: str | None) -
     account.notify_email = check_address(address) if address is not None else None
 
 
+def notice_address(session: Session, account_id: int) -> str | None:
+    """Where the account's operational notices are mailed (None: nowhere)."""
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound("account", account_id)
+    return account.notify_email
+
+
 def notify_deactivated(runtime: Runtime, destination_id: int) -> bool:
     """Mail the account owner that the destination was deactivated; True when a mail went out.
 

@@ -431,3 +431,22 @@ def test_metrics_show_queue_depth_attempts_and_latency(
     assert after[count] == before.get(count, 0) + 1
     assert ("eventgw_delivery_seconds_bucket", (("le", "0.1"),)) in after
     assert ("eventgw_queue_depth", (("kind", "http"),)) not in after
+
+
+def test_the_notice_address_is_set_read_and_cleared_per_account(
+    live_server: LiveServer, account: NewAccount, other_account: NewAccount
+) -> None:
+    path = "/api/v1/notifications/email"
+    assert call(live_server, "GET", path).body == {"email": None}
+    answer = call(live_server, "PUT", path, json={"email": " ops@example.com "})
+    assert (answer.status, answer.body) == (200, {"email": "ops@example.com"})
+    assert call(live_server, "GET", path).body == {"email": "ops@example.com"}
+    assert call(live_server, "GET", path, GLOBEX).body == {"email": None}
+
+    for bad in ({"email": "not an address"}, {"email": 42}, {}):
+        refused = call(live_server, "PUT", path, json=bad)
+        assert refused.status == 400 and refused.problem_fields() == ["email"], refused.body
+    assert call(live_server, "GET", path).body == {"email": "ops@example.com"}
+
+    assert call(live_server, "PUT", path, json={"email": None}).body == {"email": None}
+    assert call(live_server, "GET", path).body == {"email": None}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from gateway import events as model
-from gateway import routing, webhooks
+from gateway import notify, routing, webhooks
 from gateway.api.auth import current_account
 from gateway.api.params import flag, json_body, limit_param, time_param
 from gateway.errors import ValidationError
@@ -123,3 +123,23 @@ def notifications() -> Response:
     account_id = current_account()
     with current_runtime().sessions() as session:
         return jsonify({"notifications": webhooks.notices(session, account_id)})
+
+
+@blueprint.get("/api/v1/notifications/email")
+def notice_email() -> Response:
+    """Where the account's operational notices are mailed (null: they are only listed here)."""
+    account_id = current_account()
+    with current_runtime().sessions() as session:
+        return jsonify({"email": notify.notice_address(session, account_id)})
+
+
+@blueprint.put("/api/v1/notifications/email")
+def set_notice_email() -> Response:
+    """Mail the account's operational notices to `{"email": ...}`; `{"email": null}` stops mailing them."""
+    account_id = current_account()
+    payload = json_body()
+    if "email" not in payload:
+        raise ValidationError("is required (an address, or null to stop mailing notices)", "email")
+    with current_runtime().sessions.begin() as session:
+        notify.set_notice_address(session, account_id, payload["email"])
+        return jsonify({"email": notify.notice_address(session, account_id)})
