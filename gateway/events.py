@@ -233,9 +233,13 @@ _FLAT = (str, int, bool, type(None))
 def _check_object(field: Field, value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("must be a JSON object")
-    if all(type(k) is str and type(v) in _FLAT for k, v in value.items()):
-        # The common case, a flat object of strings and numbers, is measured without encoding it.
-        size = sum(len(k) + (len(v) if type(v) is str else 8) + 6 for k, v in value.items())
+    # The common case, a flat object of strings and numbers, is measured without encoding it.
+    size = 0
+    for key, item in value.items():
+        if type(key) is not str or type(item) not in _FLAT:
+            break
+        size += len(key) + (len(item) if type(item) is str else 8) + 6
+    else:
         if size * 6 <= MAX_DATA_BYTES:  # even if every character needed a \uXXXX escape
             return value
     try:

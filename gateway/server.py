@@ -1,6 +1,8 @@
 """The HTTP server of the gateway's web edge: waitress, set up for the gateway's traffic."""
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import waitress
@@ -22,3 +24,24 @@ def make_server(runtime: Runtime, host: str, port: int, threads: int) -> Any:
         max_request_body_size=2 * runtime.settings.max_body_bytes,
         outbuf_overflow=RESPONSE_BUFFER_BYTES,
     )
+
+
+class ServerThread:
+    """A gateway server on a loopback port, run in a thread of this process (tests and benchmarks)."""
+
+    def __init__(self, runtime: Runtime, threads: int = 8) -> None:
+        self.server = make_server(runtime, "127.0.0.1", 0, threads)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        """Stop at once and cleanly: wait for clients to hang up, then close from inside
+        waitress's own loop (closing from this thread would leave the loop selecting on a
+        closed descriptor)."""
+        deadline = time.monotonic() + 5
+        while self.server.active_channels and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.server.trigger.pull_trigger(self.server.close)
+        self.thread.join(timeout=5)
+        self.server.task_dispatcher.shutdown()

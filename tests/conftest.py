@@ -5,8 +5,6 @@ SMTP, FTP and SSH servers).
 """
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 from gateway.accounts import NewAccount, create_account
 from gateway.config import load_settings
 from gateway.runtime import Runtime, open_runtime
-from gateway.server import make_server
+from gateway.server import ServerThread
 
 pytest_plugins = sorted(
     f"tests.fixtures.{path.stem}"
@@ -67,30 +65,9 @@ def other_account(runtime: Runtime) -> NewAccount:
         return create_account(session, "globex", PASSWORD)
 
 
-class LiveServer:
-    """A real gateway web server on a loopback port, running in a thread."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.server = make_server(runtime, "127.0.0.1", 0, threads=8)
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"  # type: ignore[union-attr]
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        """Stop at once and cleanly: wait for clients to hang up, then close from inside
-        waitress's own loop (closing from this thread would leave the loop selecting on a
-        closed descriptor)."""
-        deadline = time.monotonic() + 5
-        while self.server.active_channels and time.monotonic() < deadline:  # type: ignore[union-attr]
-            time.sleep(0.005)
-        self.server.trigger.pull_trigger(self.server.close)  # type: ignore[union-attr]
-        self.thread.join(timeout=5)
-        self.server.task_dispatcher.shutdown()  # type: ignore[union-attr]
-
-
 @pytest.fixture
-def live_server(runtime: Runtime) -> Iterator[LiveServer]:
+def live_server(runtime: Runtime) -> Iterator[ServerThread]:
     """The gateway served over real HTTP on 127.0.0.1."""
-    server = LiveServer(runtime)
+    server = ServerThread(runtime)
     yield server
     server.close()

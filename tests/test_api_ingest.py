@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 
 from gateway.accounts import NewAccount, create_account
 from gateway.runtime import Runtime
+from gateway.server import ServerThread
 from gateway.store.models import Event, QueueItem
-from tests.conftest import PASSWORD, LiveServer, make_runtime
+from tests.conftest import PASSWORD, make_runtime
 
 TIMEOUT = 30
 
@@ -42,7 +43,7 @@ def credentials(auth: Any) -> dict[str, Any]:
     return {"auth": auth, "headers": {}}
 
 
-def post(server: LiveServer, body: Any, auth: Any = ("acme", PASSWORD),
+def post(server: ServerThread, body: Any, auth: Any = ("acme", PASSWORD),
          headers: dict[str, str] | None = None) -> requests.Response:
     args = credentials(auth)
     args["headers"].update(headers or {})
@@ -50,11 +51,11 @@ def post(server: LiveServer, body: Any, auth: Any = ("acme", PASSWORD),
     return requests.post(f"{server.url}/api/v1/events", timeout=TIMEOUT, **args)
 
 
-def get_stats(server: LiveServer, auth: Any = ("acme", PASSWORD)) -> requests.Response:
+def get_stats(server: ServerThread, auth: Any = ("acme", PASSWORD)) -> requests.Response:
     return requests.get(f"{server.url}/api/v1/stats", timeout=TIMEOUT, **credentials(auth))
 
 
-def stats(server: LiveServer, auth: Any = ("acme", PASSWORD)) -> dict[str, Any]:
+def stats(server: ServerThread, auth: Any = ("acme", PASSWORD)) -> dict[str, Any]:
     response = get_stats(server, auth)
     assert response.status_code == 200
     return response.json()  # type: ignore[no-any-return]
@@ -70,21 +71,21 @@ def assert_json_error(response: requests.Response, status: int) -> dict[str, Any
     return body  # type: ignore[no-any-return]
 
 
-def test_post_with_basic_auth(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+def test_post_with_basic_auth(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
     response = post(live_server, [raw("e1"), raw("e2", "click"), raw("e3", "hard")])
     assert response.status_code == 200
     assert response.json() == {"accepted": 3, "duplicates": 0}
     assert rows(runtime) == (3, 3)
 
 
-def test_post_with_an_api_key(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+def test_post_with_an_api_key(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
     response = post(live_server, [raw("e1")], auth=account.api_key)
     assert response.status_code == 200
     assert response.json() == {"accepted": 1, "duplicates": 0}
     assert rows(runtime) == (1, 1)
 
 
-def test_post_ndjson(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+def test_post_ndjson(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
     body = "\n".join(json.dumps(raw(f"e{i}")) for i in range(5)) + "\n"
     response = post(live_server, body, headers={"Content-Type": "application/x-ndjson"})
     assert response.status_code == 200
@@ -92,7 +93,7 @@ def test_post_ndjson(live_server: LiveServer, runtime: Runtime, account: NewAcco
     assert rows(runtime) == (5, 5)
 
 
-def test_resent_events_are_duplicates(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+def test_resent_events_are_duplicates(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
     assert post(live_server, [raw("e1"), raw("e2")]).json() == {"accepted": 2, "duplicates": 0}
     assert post(live_server, [raw("e2"), raw("e3"), raw("e3")], auth=account.api_key).json() == {
         "accepted": 1, "duplicates": 2}
@@ -100,7 +101,7 @@ def test_resent_events_are_duplicates(live_server: LiveServer, runtime: Runtime,
 
 
 def test_wrong_credentials_get_401_and_store_nothing(
-    live_server: LiveServer, runtime: Runtime, account: NewAccount
+    live_server: ServerThread, runtime: Runtime, account: NewAccount
 ) -> None:
     for auth in (None, ("acme", "wrong-password"), ("nobody", PASSWORD), ("", ""), "egw_not-a-key"):
         response = post(live_server, [raw("e1")], auth=auth)
@@ -110,14 +111,14 @@ def test_wrong_credentials_get_401_and_store_nothing(
     assert rows(runtime) == (0, 0)
 
 
-def test_unsupported_authorization_scheme(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+def test_unsupported_authorization_scheme(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
     response = post(live_server, [raw("e1")], auth=None, headers={"Authorization": f"Token {account.api_key}"})
     assert_json_error(response, 401)
     assert rows(runtime) == (0, 0)
 
 
 def test_repeated_wrong_passwords_lock_the_account(
-    live_server: LiveServer, runtime: Runtime, account: NewAccount
+    live_server: ServerThread, runtime: Runtime, account: NewAccount
 ) -> None:
     for _ in range(runtime.settings.login_failure_limit):
         assert post(live_server, [raw("e1")], auth=("acme", "wrong-password")).status_code == 401
@@ -128,7 +129,7 @@ def test_repeated_wrong_passwords_lock_the_account(
 
 
 def test_invalid_events_get_400_naming_record_and_field(
-    live_server: LiveServer, runtime: Runtime, account: NewAccount
+    live_server: ServerThread, runtime: Runtime, account: NewAccount
 ) -> None:
     response = post(live_server, [raw("e0"), raw("e1", "nope"), raw("e2", "CLICK", url="ftp://x/y"),
                                   raw("e3", occurred_at="2026-11-24 10:15"), raw("e4", data="x")])
@@ -140,7 +141,7 @@ def test_invalid_events_get_400_naming_record_and_field(
     assert rows(runtime) == (0, 0)
 
 
-def test_more_than_10000_events_get_413(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+def test_more_than_10000_events_get_413(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
     events = [raw(f"e{i}") for i in range(10_001)]
     response = post(live_server, events)
     body = assert_json_error(response, 413)
@@ -151,25 +152,25 @@ def test_more_than_10000_events_get_413(live_server: LiveServer, runtime: Runtim
     assert rows(runtime) == (0, 0)
 
 
-def test_10000_events_are_accepted(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+def test_10000_events_are_accepted(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
     response = post(live_server, [raw(f"e{i}") for i in range(10_000)], auth=account.api_key)
     assert response.json() == {"accepted": 10_000, "duplicates": 0}
     assert rows(runtime) == (10_000, 10_000)
 
 
 @pytest.fixture
-def small_server(store_url: str, tmp_path: Path) -> Iterator[tuple[LiveServer, Runtime]]:
+def small_server(store_url: str, tmp_path: Path) -> Iterator[tuple[ServerThread, Runtime]]:
     """A gateway that takes request bodies of at most 2,000 bytes, with the account acme."""
     runtime = make_runtime(store_url, tmp_path, max_body_bytes=2000)
     with runtime.sessions.begin() as session:
         create_account(session, "acme", PASSWORD)
-    server = LiveServer(runtime)
+    server = ServerThread(runtime)
     yield server, runtime
     server.close()
     runtime.close()
 
 
-def test_a_body_over_the_size_limit_gets_413(small_server: tuple[LiveServer, Runtime]) -> None:
+def test_a_body_over_the_size_limit_gets_413(small_server: tuple[ServerThread, Runtime]) -> None:
     server, runtime = small_server
     events = [raw(f"e{i}") for i in range(30)]
     assert len(json.dumps(events)) > 2000
@@ -178,7 +179,7 @@ def test_a_body_over_the_size_limit_gets_413(small_server: tuple[LiveServer, Run
     assert post(server, events[:5]).json() == {"accepted": 5, "duplicates": 0}
 
 
-def test_stats_shape(live_server: LiveServer, account: NewAccount) -> None:
+def test_stats_shape(live_server: ServerThread, account: NewAccount) -> None:
     post(live_server, [raw("e1"), raw("e2"), raw("e3", "CLICK"), raw("e4", "unsubscribe")])
     figures = stats(live_server)
     assert figures["events"] == {"CLICK": 1, "OPEN": 2, "OPTOUT": 1}
@@ -191,7 +192,7 @@ def test_stats_shape(live_server: LiveServer, account: NewAccount) -> None:
     assert by_key["pending"][str(account.pull_destination_id)]["pending"] == 4
 
 
-def test_stats_of_an_empty_account(live_server: LiveServer, account: NewAccount) -> None:
+def test_stats_of_an_empty_account(live_server: ServerThread, account: NewAccount) -> None:
     figures = stats(live_server)
     assert figures["events"] == {} and figures["total"] == 0
     assert figures["pending"][str(account.pull_destination_id)]["pending"] == 0
@@ -199,7 +200,7 @@ def test_stats_of_an_empty_account(live_server: LiveServer, account: NewAccount)
 
 
 def test_an_account_never_sees_another_accounts_events(
-    live_server: LiveServer, account: NewAccount, other_account: NewAccount
+    live_server: ServerThread, account: NewAccount, other_account: NewAccount
 ) -> None:
     assert post(live_server, [raw("e1"), raw("e2", "CLICK")]).json() == {"accepted": 2, "duplicates": 0}
     other = stats(live_server, ("globex", PASSWORD))
@@ -222,7 +223,7 @@ GARBAGE = [
 ]
 
 
-def test_garbage_gets_a_400_json_answer(live_server: LiveServer, runtime: Runtime, account: NewAccount) -> None:
+def test_garbage_gets_a_400_json_answer(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
     for body in GARBAGE:
         response = post(live_server, body, headers={"Content-Type": "application/json"})
         assert response.status_code == 400, (body[:80], response.text[:300])
@@ -230,20 +231,20 @@ def test_garbage_gets_a_400_json_answer(live_server: LiveServer, runtime: Runtim
     assert rows(runtime) == (0, 0)
 
 
-def test_unknown_paths_and_methods_answer_json(live_server: LiveServer) -> None:
+def test_unknown_paths_and_methods_answer_json(live_server: ServerThread) -> None:
     assert assert_json_error(requests.get(f"{live_server.url}/nowhere", timeout=TIMEOUT), 404)["error"] == "not_found"
     response = requests.get(f"{live_server.url}/api/v1/events", timeout=TIMEOUT)
     assert_json_error(response, 405)
 
 
-def test_healthz(live_server: LiveServer) -> None:
+def test_healthz(live_server: ServerThread) -> None:
     response = requests.get(f"{live_server.url}/healthz", timeout=TIMEOUT)
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
 def test_two_servers_never_mix_up_accounts(
-    live_server: LiveServer, other_account: NewAccount, tmp_path: Path
+    live_server: ServerThread, other_account: NewAccount, tmp_path: Path
 ) -> None:
     # Here globex is the first account; on the second server it is the second, after acme.
     assert post(live_server, [raw("e1")], auth=("globex", PASSWORD)).json() == {"accepted": 1, "duplicates": 0}
@@ -251,7 +252,7 @@ def test_two_servers_never_mix_up_accounts(
     with second_runtime.sessions.begin() as session:
         create_account(session, "acme", PASSWORD)
         create_account(session, "globex", PASSWORD)
-    second = LiveServer(second_runtime)
+    second = ServerThread(second_runtime)
     try:
         assert post(second, [raw("e1")], auth=("globex", PASSWORD)).json() == {"accepted": 1, "duplicates": 0}
         assert stats(second, ("globex", PASSWORD))["events"] == {"OPEN": 1}

@@ -19,7 +19,8 @@ from gateway.accounts import NewAccount, create_account
 from gateway.ingest import store_events
 from gateway.pull_client import EventsClient, pull_to_csv
 from gateway.runtime import Runtime
-from tests.conftest import PASSWORD, LiveServer, make_runtime
+from gateway.server import ServerThread
+from tests.conftest import PASSWORD, make_runtime
 
 GATEWAY = Path(sys.executable).with_name("gateway")
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -56,7 +57,7 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def test_gateway_pull_drains_the_queue_into_a_csv(runtime: Runtime, account: NewAccount, live_server: LiveServer,
+def test_gateway_pull_drains_the_queue_into_a_csv(runtime: Runtime, account: NewAccount, live_server: ServerThread,
                                                   tmp_path: Path) -> None:
     wanted = make_events(25_000)
     store(runtime, account.id, wanted + make_events(10, ("BOUNCE",), "b"))
@@ -74,7 +75,7 @@ def test_gateway_pull_drains_the_queue_into_a_csv(runtime: Runtime, account: New
     assert elapsed < 30
 
 
-def test_gateway_pull_peek_changes_nothing(runtime: Runtime, account: NewAccount, live_server: LiveServer,
+def test_gateway_pull_peek_changes_nothing(runtime: Runtime, account: NewAccount, live_server: ServerThread,
                                            tmp_path: Path) -> None:
     store(runtime, account.id, make_events(30))
     done = gateway_pull(live_server.url, tmp_path / "peek.csv", "--peek", "--max", "10")
@@ -89,7 +90,7 @@ def test_gateway_pull_peek_changes_nothing(runtime: Runtime, account: NewAccount
     (("--max", "0"), PASSWORD, "field 'max': must be between 1 and 10000 (got 0)"),
     (("--types", "OPEN,NOPE"), PASSWORD, "unknown event type 'NOPE'"),
 ])
-def test_gateway_pull_reports_errors_clearly(runtime: Runtime, account: NewAccount, live_server: LiveServer,
+def test_gateway_pull_reports_errors_clearly(runtime: Runtime, account: NewAccount, live_server: ServerThread,
                                              tmp_path: Path, options: tuple[str, ...], password: str,
                                              expected: str) -> None:
     store(runtime, account.id, make_events(3))
@@ -113,7 +114,7 @@ class CrashingClient(EventsClient):
 
 def test_a_crashed_pull_loses_nothing(store_url: str, tmp_path: Path) -> None:
     runtime = make_runtime(store_url, tmp_path, pull_lease_seconds=1)
-    server = LiveServer(runtime)
+    server = ServerThread(runtime)
     try:
         with runtime.sessions.begin() as session:
             account = create_account(session, "acme", PASSWORD)

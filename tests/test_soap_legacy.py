@@ -29,8 +29,9 @@ from gateway import events as model
 from gateway.accounts import NewAccount, create_account
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
+from gateway.server import ServerThread
 from gateway.store.models import LegacySession
-from tests.conftest import PASSWORD, LiveServer, make_runtime
+from tests.conftest import PASSWORD, make_runtime
 from tests.fixtures.http_receiver import Receiver
 
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -101,20 +102,20 @@ def store(runtime: Runtime, account_id: int, count: int, *, seed: int = 1, prefi
     return model.validate_all(raws)
 
 
-def serve(runtime: Runtime, server: LiveServer, account: NewAccount) -> Paint:
+def serve(runtime: Runtime, server: ServerThread, account: NewAccount) -> Paint:
     """Point the WSDLs' soap:address at the running server, as a deployment's public_url would."""
     runtime.settings = runtime.settings.replace(public_url=server.url)
     return Paint(runtime, account, server.url)
 
 
 @pytest.fixture
-def server(live_server: LiveServer) -> Iterator[LiveServer]:
+def server(live_server: ServerThread) -> Iterator[ServerThread]:
     """The live server, stopped cleanly after the test."""
     yield live_server
 
 
 @pytest.fixture
-def paint(runtime: Runtime, account: NewAccount, server: LiveServer) -> Paint:
+def paint(runtime: Runtime, account: NewAccount, server: ServerThread) -> Paint:
     """The live server with the acme account, its public URL being its own."""
     return serve(runtime, server, account)
 
@@ -122,13 +123,13 @@ def paint(runtime: Runtime, account: NewAccount, server: LiveServer) -> Paint:
 @pytest.fixture
 def make_paint(store_url: str, tmp_path: Path) -> Iterator[Callable[..., Paint]]:
     """A factory of servers over a fresh store with some settings changed (idle timeout, lockout)."""
-    opened: list[tuple[Runtime, LiveServer]] = []
+    opened: list[tuple[Runtime, ServerThread]] = []
 
     def make(**settings: Any) -> Paint:
         runtime = make_runtime(store_url, tmp_path, **settings)
         with runtime.sessions.begin() as session:
             account = create_account(session, "acme", PASSWORD)
-        server = LiveServer(runtime)
+        server = ServerThread(runtime)
         opened.append((runtime, server))
         return serve(runtime, server, account)
 
@@ -930,7 +931,7 @@ def wsdl_address(response: requests.Response) -> str:
     return str(location)
 
 
-def test_wsdls_carry_the_configured_public_url(runtime: Runtime, server: LiveServer) -> None:
+def test_wsdls_carry_the_configured_public_url(runtime: Runtime, server: ServerThread) -> None:
     # Nothing configured: the address the gateway is configured to listen on.
     assert runtime.settings.effective_public_url == "http://127.0.0.1:8080"
     served = {path: requests.get(server.url + path, timeout=10)
@@ -950,7 +951,7 @@ def test_wsdls_carry_the_configured_public_url(runtime: Runtime, server: LiveSer
 
 
 @pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])
-def test_listening_on_every_address_the_wsdls_name_the_host(runtime: Runtime, server: LiveServer,
+def test_listening_on_every_address_the_wsdls_name_the_host(runtime: Runtime, server: ServerThread,
                                                             wildcard: str) -> None:
     runtime.settings = runtime.settings.replace(host=wildcard, port=8080)
     address = wsdl_address(requests.get(server.url + "/paint?wsdl", timeout=10))

@@ -26,8 +26,9 @@ from gateway.accounts import NewAccount, create_account
 from gateway.app import create_app
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
+from gateway.server import ServerThread
 from gateway.soap import typed
-from tests.conftest import PASSWORD, LiveServer, make_runtime
+from tests.conftest import PASSWORD, make_runtime
 
 WSDL_FILE = Path(__file__).parents[1] / "wsdl" / "events.wsdl"
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -45,21 +46,21 @@ def service_of(url: str, http: requests.Session) -> Any:
     return client.create_service(f"{{{typed.TNS}}}Events", url + typed.PATH)
 
 
-def finish(server: LiveServer, http: requests.Session) -> None:
+def finish(server: ServerThread, http: requests.Session) -> None:
     """Close the client's keep-alive connections and let the server finish its requests, so it can stop at once."""
     http.close()
     server.server.task_dispatcher.shutdown()
 
 
 @pytest.fixture
-def http(live_server: LiveServer) -> Iterator[requests.Session]:
+def http(live_server: ServerThread) -> Iterator[requests.Session]:
     session = requests.Session()
     yield session
     finish(live_server, session)
 
 
 @pytest.fixture
-def soap(live_server: LiveServer, http: requests.Session) -> Any:
+def soap(live_server: ServerThread, http: requests.Session) -> Any:
     return service_of(live_server.url, http)
 
 
@@ -150,7 +151,7 @@ def test_without_mark_as_read_a_batch_is_leased_until_acknowledged(runtime: Runt
 
 def test_a_lease_that_runs_out_gives_the_events_back(store_url: str, tmp_path: Path) -> None:
     runtime = make_runtime(store_url, tmp_path, pull_lease_seconds=1)
-    server = LiveServer(runtime)
+    server = ServerThread(runtime)
     http = requests.Session()
     try:
         with runtime.sessions.begin() as session:
@@ -296,7 +297,7 @@ def test_a_control_character_does_not_break_the_queue(runtime: Runtime, account:
     assert [event.message_name for event in result.events.TypedEvent] == ["bad\ufffdname", None]
 
 
-def test_the_checked_in_wsdl_is_the_served_one(runtime: Runtime, live_server: LiveServer) -> None:
+def test_the_checked_in_wsdl_is_the_served_one(runtime: Runtime, live_server: ServerThread) -> None:
     response = requests.get(live_server.url + typed.PATH + "?wsdl", timeout=10)
     assert response.status_code == 200
     served = etree.fromstring(response.content)
@@ -333,7 +334,7 @@ ENVELOPE = ('<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xml
             "<s:Body>{}</s:Body></s:Envelope>")
 
 
-def test_bad_requests_get_clear_faults(runtime: Runtime, account: NewAccount, live_server: LiveServer) -> None:
+def test_bad_requests_get_clear_faults(runtime: Runtime, account: NewAccount, live_server: ServerThread) -> None:
     missing_max = post(live_server.url, ENVELOPE.format(
         "<t:getBatch><t:sessionId>X-1</t:sessionId><t:types>OPEN</t:types></t:getBatch>").encode())
     assert missing_max.findtext("faultcode").endswith("Client.ValidationError")

@@ -16,7 +16,8 @@ from gateway import webhooks
 from gateway.accounts import NewAccount
 from gateway.dispatch import Dispatcher
 from gateway.runtime import Runtime
-from tests.conftest import PASSWORD, LiveServer
+from gateway.server import ServerThread
+from tests.conftest import PASSWORD
 from tests.fixtures.http_receiver import Receiver
 from tests.test_dispatch import SECRET, deliveries, ingest, raw, refused_url, signature_ok
 from tests.test_soap_typed import fault_of, finish, service_of
@@ -25,7 +26,7 @@ SHORT_SECRET = "whsec_" + base64.b64encode(b"too short").decode()
 
 
 @pytest.fixture
-def soap(live_server: LiveServer, account: NewAccount) -> Iterator[Any]:
+def soap(live_server: ServerThread, account: NewAccount) -> Iterator[Any]:
     """A zeep service proxy for the live gateway (the account acme exists)."""
     http = requests.Session()
     yield service_of(live_server.url, http)

@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.accounts import NewAccount
 from gateway.dispatch import Dispatcher
 from gateway.runtime import Runtime
-from tests.conftest import PASSWORD, LiveServer
+from gateway.server import ServerThread
+from tests.conftest import PASSWORD
 from tests.fixtures.http_receiver import Receiver
 from tests.test_dispatch import SECRET, deliveries, raw, refused_url, signature_ok
 
@@ -39,7 +40,7 @@ class Answer:
         return [p["field"] for p in self.body["problems"]]
 
 
-def call(server: LiveServer, method: str, path: str, auth: tuple[str, str] = ACME, **kwargs: Any) -> Answer:
+def call(server: ServerThread, method: str, path: str, auth: tuple[str, str] = ACME, **kwargs: Any) -> Answer:
     # The response is not kept, so its connection closes here rather than when the server stops.
     with requests.request(method, server.url + path, auth=auth, timeout=TIMEOUT, **kwargs) as response:
         is_json = response.headers.get("Content-Type", "").startswith("application/json")
@@ -47,25 +48,25 @@ def call(server: LiveServer, method: str, path: str, auth: tuple[str, str] = ACM
                       response.headers.get("Content-Type", ""))
 
 
-def create(server: LiveServer, auth: tuple[str, str] = ACME, **payload: Any) -> dict[str, Any]:
+def create(server: ServerThread, auth: tuple[str, str] = ACME, **payload: Any) -> dict[str, Any]:
     answer = call(server, "POST", "/api/v1/webhooks", auth, json=payload)
     assert answer.status == 201, answer.body
     return answer.body  # type: ignore[no-any-return]
 
 
-def post_events(server: LiveServer, events: list[dict[str, Any]], auth: tuple[str, str] = ACME) -> None:
+def post_events(server: ServerThread, events: list[dict[str, Any]], auth: tuple[str, str] = ACME) -> None:
     answer = call(server, "POST", "/api/v1/events", auth, json=events)
     assert answer.status == 200 and answer.body["accepted"] == len(events), answer.body
 
 
-def route_ids(server: LiveServer, auth: tuple[str, str] = ACME) -> dict[str, list[int]]:
+def route_ids(server: ServerThread, auth: tuple[str, str] = ACME) -> dict[str, list[int]]:
     """Every type with the ids of the destinations it goes to."""
     answer = call(server, "GET", "/api/v1/routes", auth)
     assert answer.status == 200
     return {etype: [d["id"] for d in targets] for etype, targets in answer.body["routes"].items()}
 
 
-def webhook_count(server: LiveServer, auth: tuple[str, str] = ACME) -> int:
+def webhook_count(server: ServerThread, auth: tuple[str, str] = ACME) -> int:
     return len(call(server, "GET", "/api/v1/webhooks", auth).body["webhooks"])
 
 
@@ -78,7 +79,7 @@ def dispatcher(runtime: Runtime) -> Iterator[Dispatcher]:
 
 
 def test_create_generates_a_secret_and_returns_it_once(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver
 ) -> None:
     created = create(live_server, url=http_receiver.url, events=["open", "Click"])
 
@@ -95,7 +96,7 @@ def test_create_generates_a_secret_and_returns_it_once(
 
 
 def test_create_honours_a_given_secret_and_options(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
     created = create(live_server, url=http_receiver.url, events=["OPEN"], secret=SECRET, app="crm",
                      format="json-single", headers={"X-Env": "test"},
@@ -113,7 +114,7 @@ def test_create_honours_a_given_secret_and_options(
     assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"hook:pw").decode()
 
 
-def test_list_filters_by_app_and_event(live_server: LiveServer, account: NewAccount, http_receiver: Receiver) -> None:
+def test_list_filters_by_app_and_event(live_server: ServerThread, account: NewAccount, http_receiver: Receiver) -> None:
     crm_opens = create(live_server, url=http_receiver.url, events=["OPEN", "CLICK"], app="crm")["id"]
     crm_bounces = create(live_server, url=http_receiver.url, events=["BOUNCE"], app="crm")["id"]
     erp_opens = create(live_server, url=http_receiver.url, events=["OPEN"], app="erp")["id"]
@@ -134,7 +135,7 @@ def test_list_filters_by_app_and_event(live_server: LiveServer, account: NewAcco
 
 
 def test_put_changes_url_events_and_format_without_deactivating(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
     hook = create(live_server, url=http_receiver.url + "/old", events=["OPEN"], secret=SECRET)["id"]
     post_events(live_server, [raw("o1")])
@@ -158,7 +159,7 @@ def test_put_changes_url_events_and_format_without_deactivating(
 
 
 def test_delete_gives_the_types_back_to_the_pull_queue(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver
 ) -> None:
     pull = account.pull_destination_id
     hook = create(live_server, url=http_receiver.url, events=["OPEN", "CLICK"])["id"]
@@ -176,7 +177,7 @@ def test_delete_gives_the_types_back_to_the_pull_queue(
 
 
 def test_verify_reports_what_the_receiver_answered(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver
 ) -> None:
     created = create(live_server, url=http_receiver.url, events=["OPEN"])
     path = f"/api/v1/webhooks/{created['id']}/verify"
@@ -198,7 +199,7 @@ def test_verify_reports_what_the_receiver_answered(
 
 
 def test_create_with_verify_refuses_a_url_that_does_not_answer_2xx(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver
 ) -> None:
     routes = route_ids(live_server)
     http_receiver.respond(500, b"broken")
@@ -219,7 +220,7 @@ def test_create_with_verify_refuses_a_url_that_does_not_answer_2xx(
 
 
 def test_verifying_a_slow_url_holds_up_nothing_else(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver
 ) -> None:
     hook = create(live_server, url=http_receiver.url, events=["OPEN"])["id"]
     http_receiver.respond(200, delay=1.5)
@@ -244,7 +245,7 @@ def test_verifying_a_slow_url_holds_up_nothing_else(
 
 
 def test_a_gone_webhook_is_deactivated_and_activate_with_replay_delivers_what_waited(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
     hook = create(live_server, url=http_receiver.url, events=["OPEN"])["id"]
     http_receiver.respond(410)
@@ -278,7 +279,7 @@ def test_a_gone_webhook_is_deactivated_and_activate_with_replay_delivers_what_wa
 
 
 def test_replay_redelivers_a_time_window(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
     hook = create(live_server, url=http_receiver.url, events=["OPEN"])["id"]
     post_events(live_server, [raw("before", occurred_at="2026-11-23T23:59:59Z"),
@@ -295,7 +296,7 @@ def test_replay_redelivers_a_time_window(
 
 
 def test_a_bad_replay_window_is_refused_naming_the_field(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver
 ) -> None:
     hook = create(live_server, url=http_receiver.url, events=["OPEN"])["id"]
     for query, field in [
@@ -311,7 +312,7 @@ def test_a_bad_replay_window_is_refused_naming_the_field(
 
 
 def test_routes_send_a_type_where_the_account_says(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver
 ) -> None:
     pull = account.pull_destination_id
     assert all(targets == [pull] for targets in route_ids(live_server).values())
@@ -361,7 +362,7 @@ BAD_INPUT = [
 
 
 def test_bad_webhook_input_is_refused_naming_the_field(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver
 ) -> None:
     valid = {"url": http_receiver.url, "events": ["OPEN"]}
     hook = create(live_server, **valid)
@@ -380,7 +381,7 @@ def test_bad_webhook_input_is_refused_naming_the_field(
 
 
 def test_one_account_can_never_touch_another_accounts_webhooks(
-    live_server: LiveServer, account: NewAccount, other_account: NewAccount, http_receiver: Receiver
+    live_server: ServerThread, account: NewAccount, other_account: NewAccount, http_receiver: Receiver
 ) -> None:
     hook = create(live_server, url=http_receiver.url, events=["OPEN"], app="crm")
     base = f"/api/v1/webhooks/{hook['id']}"
@@ -404,7 +405,7 @@ def test_one_account_can_never_touch_another_accounts_webhooks(
     assert route_ids(live_server, GLOBEX)["OPEN"] == [other_account.pull_destination_id]
 
 
-def metric_samples(server: LiveServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def metric_samples(server: ServerThread) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """GET /metrics parsed: (sample name, labels) to value."""
     answer = call(server, "GET", "/metrics", auth=None)  # type: ignore[arg-type]
     assert answer.status == 200 and answer.content_type.startswith("text/plain")
@@ -413,7 +414,7 @@ def metric_samples(server: LiveServer) -> dict[tuple[str, tuple[tuple[str, str],
 
 
 def test_metrics_show_queue_depth_attempts_and_latency(
-    live_server: LiveServer, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
     create(live_server, url=http_receiver.url, events=["OPEN"])
     post_events(live_server, [raw("o1"), raw("o2"), raw("b1", "BOUNCE")])
@@ -434,7 +435,7 @@ def test_metrics_show_queue_depth_attempts_and_latency(
 
 
 def test_the_notice_address_is_set_read_and_cleared_per_account(
-    live_server: LiveServer, account: NewAccount, other_account: NewAccount
+    live_server: ServerThread, account: NewAccount, other_account: NewAccount
 ) -> None:
     path = "/api/v1/notifications/email"
     assert call(live_server, "GET", path).body == {"email": None}

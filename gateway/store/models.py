@@ -28,7 +28,9 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 def sqlite_time(value: datetime) -> str:
     """How a UTC timestamp is stored on SQLite: fixed-width ISO text that sorts as time does."""
-    return value.astimezone(timezone.utc).isoformat(sep=" ", timespec="microseconds")[:26]
+    if value.tzinfo is not timezone.utc:  # validated and stored times already are
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(sep=" ", timespec="microseconds")[:26]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
