@@ -11,7 +11,6 @@ import json
 import os
 import resource
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 import requests
 
 from bench.eventgen import generate
+from bench.rounds import median_rates
 from gateway import events as model
 from gateway.accounts import create_account
 from gateway.config import load_settings
@@ -138,15 +138,14 @@ def main() -> None:
     raws = list(generate(args.events))
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        rates: dict[str, list[float]] = {"baseline": [], "bulk": [], "rest": []}
-        for round_ in range(args.rounds):
+
+        def measure(round_: int) -> dict[str, float]:
             here = directory / f"round{round_}"
             here.mkdir()
-            rates["baseline"].append(baseline(here, raws))
-            rates["bulk"].append(bulk(here, raws))
-            rates["rest"].append(rest(here, raws))
-            print(f"round {round_ + 1}: " + ", ".join(f"{name} {values[-1]:,.0f}/s" for name, values in rates.items()))
-        base, figure, over_http = (statistics.median(values) for values in rates.values())
+            return {"baseline": baseline(here, raws), "bulk": bulk(here, raws), "rest": rest(here, raws)}
+
+        medians = median_rates(args.rounds, measure)
+        base, figure, over_http = medians["baseline"], medians["bulk"], medians["rest"]
         print(f"baseline sqlite3 executemany : {base:>10,.0f} events/s (median of {args.rounds})")
         print(f"bulk ingest function         : {figure:>10,.0f} events/s  "
               f"({figure / base:.0%} of baseline, goal >= 40%)")

@@ -17,7 +17,6 @@ import http.client
 import json
 import socket
 import sqlite3
-import statistics
 import tempfile
 import threading
 import time
@@ -25,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.eventgen import generate
+from bench.rounds import median_rates
 from gateway import events as model
 from gateway import webhooks
 from gateway.accounts import create_account
@@ -153,22 +153,25 @@ def main() -> None:
     args = parser.parse_args()
     receiver = start_receiver()
     healthy = f"http://127.0.0.1:{receiver.server_port}/hook"
-    rates: dict[str, list[float]] = {"baseline": [], "alone": [], "crowded": []}
+
     with tempfile.TemporaryDirectory() as tmp:
-        for round_ in range(args.rounds):
+
+        def measure(round_: int) -> dict[str, float]:
             directory = Path(tmp) / f"round{round_}"
             directory.mkdir()
-            rates["baseline"].append(baseline(directory, receiver.server_port, args.events))
+            figures = {"baseline": baseline(directory, receiver.server_port, args.events)}
             runtime, _ = setup(directory / "alone", args.events, [healthy])
-            rates["alone"].append(dispatcher_rate(runtime, args.events))
+            figures["alone"] = dispatcher_rate(runtime, args.events)
             runtime.close()
             neighbours = [f"http://127.0.0.1:{dead_port()}/dead" for _ in range(10)]
             neighbours += [f"http://127.0.0.1:{receiver.server_port}/hang{i}" for i in range(10)]
             runtime, _ = setup(directory / "crowded", args.events, [healthy, *neighbours])
-            rates["crowded"].append(dispatcher_rate(runtime, args.events))
+            figures["crowded"] = dispatcher_rate(runtime, args.events)
             runtime.close()
-            print(f"round {round_ + 1}: " + ", ".join(f"{name} {values[-1]:,.0f}/s" for name, values in rates.items()))
-    base, alone, crowded = (statistics.median(values) for values in rates.values())
+            return figures
+
+        medians = median_rates(args.rounds, measure)
+    base, alone, crowded = medians["baseline"], medians["alone"], medians["crowded"]
     print(f"baseline (sqlite3 + json + hmac + POST + UPDATE): {base:>9,.0f} events/s (median of {args.rounds})")
     print(f"dispatcher + HTTP sink, alone                   : {alone:>9,.0f} events/s "
           f"({alone / base:.0%} of baseline, goal >= 50%)")
