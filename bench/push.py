@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import socket
 import sqlite3
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.eventgen import generate
+from bench.loopback import free_port
 from bench.rounds import median_rates
 from gateway import events as model
 from gateway import webhooks
@@ -67,13 +67,6 @@ def start_receiver() -> ThreadingHTTPServer:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
-
-
-def dead_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def setup(directory: Path, events: int, urls: list[str]) -> tuple[Runtime, list[int]]:
@@ -163,7 +156,7 @@ def main() -> None:
             runtime, _ = setup(directory / "alone", args.events, [healthy])
             figures["alone"] = dispatcher_rate(runtime, args.events)
             runtime.close()
-            neighbours = [f"http://127.0.0.1:{dead_port()}/dead" for _ in range(10)]
+            neighbours = [f"http://127.0.0.1:{free_port()}/dead" for _ in range(10)]
             neighbours += [f"http://127.0.0.1:{receiver.server_port}/hang{i}" for i in range(10)]
             runtime, _ = setup(directory / "crowded", args.events, [healthy, *neighbours])
             figures["crowded"] = dispatcher_rate(runtime, args.events)

@@ -152,7 +152,7 @@ def ingest(ctx: click.Context, file: Path, account_name: str, fmt: str | None, s
     from gateway.ingest import ingest_file
 
     runtime = _runtime(ctx)
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         account_id = account_by_name(session, account_name).id
     rejects_path = rejects or file.with_name(file.name + ".rejects.jsonl")
     with tqdm(total=file.stat().st_size, unit="B", unit_scale=True, disable=not sys.stderr.isatty(),

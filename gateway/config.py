@@ -2,19 +2,30 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, from PyPI
+    import tomli as tomllib
 
 from gateway.errors import ConfigError
 
 DEFAULT_DATA_DIR = Path("var")
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+
+
+@functools.cache
+def _host_name() -> str:
+    # A DNS lookup: asked once, not on every WSDL request.
+    return socket.getfqdn()
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,7 @@ class Settings:
         """
         if self.public_url:
             return self.public_url.rstrip("/")
-        host = socket.getfqdn() if self.host in WILDCARD_HOSTS else self.host
+        host = _host_name() if self.host in WILDCARD_HOSTS else self.host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     def replace(self, **changes: Any) -> Settings:

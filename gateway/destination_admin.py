@@ -3,7 +3,9 @@
 Such a destination is a destination of the account plus the routes of its event types,
 as a webhook is (``gateway/webhooks.py``). The checks and operations that do not depend
 on the kind (event types, number ranges, probing, activation, the attempt log) live here
-once. Every function works inside the caller's transaction and only on the caller's account.
+once. Every function works only on the caller's account, inside the caller's transaction,
+except those that reach the destination (``create_tested``, ``check_now``): they open their
+own sessions and hold no transaction while it answers.
 """
 from __future__ import annotations
 
@@ -104,10 +106,10 @@ def _email_settings(payload: Mapping[str, Any], current: Mapping[str, Any]) -> d
         except (KeyError, IndexError, ValueError):
             raise problem("subject", "may use only the placeholders {count} and {account}") from None
         settings["subject"] = subject
-    for key, low, high in (("interval_seconds", 0, 86_400), ("batch_max_events", 1, 10_000),
-                           ("gzip_threshold", 0, 50_000_000)):
+    for key, low, high, whole in (("interval_seconds", 0, 86_400, False), ("batch_max_events", 1, 10_000, True),
+                                  ("gzip_threshold", 0, 50_000_000, True)):
         if key in payload:
-            settings[key] = check_number(payload, key, low, high)
+            settings[key] = check_number(payload, key, low, high, whole=whole)
     settings.setdefault("batch_max_events", 10_000)
     return settings
 
@@ -130,7 +132,7 @@ def _file_settings(kind: str, payload: Mapping[str, Any], current: Mapping[str, 
             if settings[key] is None:
                 del settings[key]
     if "port" in payload:
-        settings["port"] = int(check_number(payload, "port", 1, 65_535)) if payload["port"] is not None else None
+        settings["port"] = check_number(payload, "port", 1, 65_535, whole=True) if payload["port"] is not None else None
     if "timeout_seconds" in payload:
         settings["timeout_seconds"] = check_number(payload, "timeout_seconds", 1, 300)
     for key in ("period", "at", "line_format"):

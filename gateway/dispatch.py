@@ -326,7 +326,7 @@ class Dispatcher:
 
     def _deliver(self, destination_id: int, held: Lease, sink: Any) -> tuple[Lease, Any] | None:
         """Deliver one leased batch and settle it; after a success, the next batch is leased in
-        the same transaction (one write transaction per batch) and returned."""
+        the same transaction (one write transaction per batch, with a savepoint) and returned."""
         started = utcnow()
         clock = time.monotonic()
         try:
@@ -351,7 +351,13 @@ class Dispatcher:
         with self.runtime.sessions.begin() as session:
             settle_success(session, held, started, seconds, receipt.status, receipt.detail +
                            (f" | answer: {receipt.excerpt}" if receipt.excerpt else ""))
-            return self._lease_next(session, destination_id)
+            try:
+                # A savepoint: if taking the next batch fails, the delivery is still settled.
+                with session.begin_nested():
+                    return self._lease_next(session, destination_id)
+            except Exception:
+                log.exception("leasing the next batch of destination #%s failed", destination_id)
+                return None
 
     def run_forever(self) -> None:
         """Poll for due work until stop() is called; purge old work now and then."""

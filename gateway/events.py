@@ -445,16 +445,9 @@ def _data(key: str) -> Callable[[Mapping[str, Any]], str]:
     return lambda event: str((event.get("data") or {}).get(key, ""))
 
 
-def _unix_field(name: str) -> Callable[[Mapping[str, Any]], str]:
-    def cell(event: Mapping[str, Any]) -> str:
-        value = event.get(name)
-        return "" if value is None else str(int(value.timestamp()))  # as unix() writes it
-    return cell
-
-
 def _field(name: str) -> Callable[[Mapping[str, Any]], str]:
     if name in TIME_FIELDS:
-        return _unix_field(name)
+        return lambda event: unix(event.get(name))
     return lambda event: event.get(name) or ""  # text fields of a valid event are str
 
 

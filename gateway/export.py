@@ -32,7 +32,7 @@ from typing import IO, Any
 from urllib.parse import urlencode
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway import events as model
@@ -42,8 +42,8 @@ from gateway.dispatch import Lease, settle_failure, settle_success
 from gateway.errors import Conflict, DeliveryError, NotFound, Problem, ValidationError
 from gateway.runtime import Runtime
 from gateway.store.models import PENDING, Attempt, Destination, QueueItem, utcnow
-from gateway.store.models import Event as EventRow
-from gateway.store.rows import EVENT_COLUMNS, to_event
+from gateway.store.queue import events_behind
+from gateway.store.rows import to_event
 from sinks.base import Receipt
 from sinks.ftp import FileTarget, uploader_for
 
@@ -229,18 +229,12 @@ def write_file(events: Iterable[model.Event], path: Path, plan: FilePlan) -> int
         return write_lines(events, out, plan.line_format)
 
 
-def period_events(runtime: Runtime, lease: str) -> Iterator[model.Event]:
+def period_events(runtime: Runtime, destination_id: int, lease: str) -> Iterator[model.Event]:
     """The events of a cut period in arrival order, streamed (a server-side cursor on PostgreSQL).
 
     Read-only, so on SQLite it reads a snapshot and never holds ingest or delivery up.
     """
-    query = (
-        select(*EVENT_COLUMNS)
-        .select_from(QueueItem)
-        .join(EventRow, EventRow.id == QueueItem.event_id)
-        .where(QueueItem.lease_id == lease)
-        .order_by(QueueItem.id)
-    )
+    query = events_behind(_held_by(destination_id, lease))
     with runtime.read_sessions() as session:
         for row in session.execute(query, execution_options={"yield_per": READ_CHUNK}):
             yield to_event(row)
@@ -294,10 +288,15 @@ def _cut_next(session: Session, destination_id: int, plan: FilePlan, closed_unti
     return lease
 
 
-def _attempts_of(session: Session, lease: str) -> int:
+def _held_by(destination_id: int, lease: str) -> ColumnElement[bool]:
+    """The destination's rows of a cut period (naming the destination lets the lease index find them)."""
+    return and_(QueueItem.destination_id == destination_id, QueueItem.lease_id == lease)
+
+
+def _attempts_of(session: Session, destination_id: int, lease: str) -> int:
     """Tries made before this one, as the engine's backoff counts them."""
-    taken = session.scalar(select(QueueItem.attempts).where(QueueItem.lease_id == lease, QueueItem.state == "leased")
-                           .limit(1))
+    taken = session.scalar(select(QueueItem.attempts)
+                           .where(_held_by(destination_id, lease), QueueItem.state == "leased").limit(1))
     return max(int(taken or 1) - 1, 0)
 
 
@@ -336,7 +335,7 @@ def _upload(runtime: Runtime, destination_id: int, plan: FilePlan, target: FileT
         # Spooled under the data directory, not /tmp, which is often memory (tmpfs).
         with tempfile.TemporaryDirectory(prefix="export-", dir=spool) as directory:
             path = Path(directory) / name
-            with closing(period_events(runtime, lease)) as events:  # ends its read at once on an error
+            with closing(period_events(runtime, destination_id, lease)) as events:  # ends its read at once on an error
                 count = write_file(events, path, plan)
             receipt = uploader_for(target).upload(path, name)
     except DeliveryError as error:
@@ -418,14 +417,14 @@ class Exporter:
                     lease = _take_next(session, destination, plan, now)
                     if lease is None:
                         return uploaded
-                    attempts = _attempts_of(session, lease)
+                    attempts = _attempts_of(session, destination_id, lease)
                     target = file_target(destination)
                 try:
                     _upload(self.runtime, destination_id, plan, target, lease, attempts, self._on_deactivate)
                 except DeliveryError:
                     with self.runtime.read_sessions() as session:
                         retry_at = session.scalar(select(func.min(QueueItem.due_at)).where(
-                            QueueItem.lease_id == lease, PENDING))
+                            _held_by(destination_id, lease), PENDING))
                     if retry_at is not None:
                         recheck = min(recheck, retry_at)
                     return uploaded
@@ -493,6 +492,6 @@ def export_period(runtime: Runtime, destination_id: int, day: date, hour: int | 
             if cut is None:
                 raise NotFound(f"events of the period {period} for destination", destination_id)
             _lease_rows(session, destination_id, QueueItem.lease_id == lease, lease, now)
-        attempts = _attempts_of(session, lease)
+        attempts = _attempts_of(session, destination_id, lease)
         target = file_target(destination)
     return _upload(runtime, destination_id, plan, target, lease, attempts, on_deactivate)

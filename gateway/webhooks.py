@@ -3,7 +3,9 @@
 A webhook is an ``http`` destination of the account plus the routes of its event types.
 The checks and operations webhooks share with the other destinations (event types, number
 ranges, probing, activation, the attempt log, deletion) are ``gateway.destination_admin``'s.
-Every function works inside the caller's transaction and only on the caller's account.
+Every function works only on the caller's account, inside the caller's transaction, except
+those that reach the endpoint (``create_verified``, ``verify``): they take a session factory
+and hold no transaction while the endpoint answers.
 """
 from __future__ import annotations
 
@@ -187,8 +189,8 @@ def delete_webhook(session: Session, account_id: int, webhook_id: int) -> None:
 def verify(sessions: sessionmaker[Session], account_id: int, webhook_id: int, settings: Settings) -> dict[str, Any]:
     """Send a test event to the webhook now and report what it answered.
 
-    The session is closed before the test event goes out: on SQLite every transaction
-    holds the write lock, and a slow endpoint must not stall the store meanwhile.
+    ``sessions`` may be read-only: the webhook is only read, and the session is closed
+    before the test event goes out, so a slow endpoint holds nothing up.
     """
     with sessions() as session:
         destination = get(session, account_id, webhook_id)

@@ -168,10 +168,11 @@ class HttpSink:
         )
 
     def deliver(self, message_id: str, events: Sequence[Event]) -> Receipt:
-        """POST the batch (one request, or one per event); DeliveryError on the first failure.
+        """POST the batch (one request; several when ``max_bytes`` splits a json batch; one per
+        event in the single formats); DeliveryError on the first failure.
 
-        After a failure in a single format, a retry sends every event again with the same
-        webhook ids, so the receiver can skip those it already has.
+        After a failure part-way, a retry sends every request again with the same webhook
+        ids, so the receiver can skip those it already has.
         """
         bodies = render(self.format, events, self.max_bytes)
         status, answer = None, b""
@@ -183,7 +184,7 @@ class HttpSink:
                 if len(bodies) == 1:
                     raise
                 raise DeliveryError(
-                    f"event {index + 1} of {len(bodies)}: {exc}",
+                    f"{'request' if self.format == 'json' else 'event'} {index + 1} of {len(bodies)}: {exc}",
                     retryable=exc.retryable,
                     retry_after=exc.retry_after,
                     status=exc.status,

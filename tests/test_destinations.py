@@ -182,6 +182,7 @@ def test_email_destination_test_sends_a_test_message(tmp_path: Path, sqlite_url:
     ({"gzip": "yes"}, "gzip", "true or false"),
     ({"file_name": "in/events-%Y%m%d.log"}, "file_name", "plain file name"),
     ({"port": 70000}, "port", "from 1 to 65535"),
+    ({"port": 22.5}, "port", "whole number"),
     ({"events": ["NOPE"]}, "events", "unknown event type"),
     ({"events": []}, "events", "non-empty list"),
     ({"hostname": "x"}, "hostname", "not a setting of ftp destinations"),
@@ -196,6 +197,7 @@ def test_email_destination_test_sends_a_test_message(tmp_path: Path, sqlite_url:
     ({"kind": "email", "recipients": []}, "recipients", "list of 1 to 50"),
     ({"kind": "email", "recipients": ["a@example.com"], "subject": "{nope}"}, "subject", "{count} and {account}"),
     ({"kind": "email", "recipients": ["a@example.com"], "batch_max_events": 0}, "batch_max_events", "from 1"),
+    ({"kind": "email", "recipients": ["a@example.com"], "batch_max_events": 2.5}, "batch_max_events", "whole number"),
 ])
 def test_bad_input_is_a_400_naming_the_field(sqlite_api: Api, changes: dict[str, Any], field: str,
                                              message: str) -> None:

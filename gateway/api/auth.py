@@ -26,7 +26,7 @@ def current_account() -> int:
     if authorization is None:
         raise AuthError("credentials required: HTTP Basic (account name, password) or Bearer API key")
     if authorization.type == "bearer" and authorization.token:
-        with rt.sessions() as session:
+        with rt.read_sessions() as session:
             return check_api_key(session, authorization.token)
     if authorization.type == "basic" and authorization.username and authorization.password is not None:
         name, password = authorization.username, authorization.password

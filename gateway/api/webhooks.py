@@ -27,7 +27,7 @@ def create() -> tuple[Response, int]:
 def list_all() -> Response:
     """The caller's webhooks, filtered by `app` and `event`."""
     account_id = current_account()
-    with current_runtime().sessions() as session:
+    with current_runtime().read_sessions() as session:
         found = webhooks.list_webhooks(session, account_id, request.args.get("app"), request.args.get("event"))
         return jsonify({"webhooks": [webhooks.view(session, d) for d in found]})
 
@@ -36,7 +36,7 @@ def list_all() -> Response:
 def show(webhook_id: int) -> Response:
     """One webhook."""
     account_id = current_account()
-    with current_runtime().sessions() as session:
+    with current_runtime().read_sessions() as session:
         return jsonify(webhooks.view(session, webhooks.get(session, account_id, webhook_id)))
 
 
@@ -63,7 +63,7 @@ def verify(webhook_id: int) -> Response:
     """Send a test event and report what the endpoint answered."""
     account_id = current_account()
     rt = current_runtime()
-    return jsonify(webhooks.verify(rt.sessions, account_id, webhook_id, rt.settings))
+    return jsonify(webhooks.verify(rt.read_sessions, account_id, webhook_id, rt.settings))
 
 
 @blueprint.post("/api/v1/webhooks/<int:webhook_id>/activate")
@@ -89,7 +89,7 @@ def attempt_log(webhook_id: int) -> Response:
     """The webhook's recent delivery attempts, newest first."""
     account_id = current_account()
     limit = limit_param()
-    with current_runtime().sessions() as session:
+    with current_runtime().read_sessions() as session:
         return jsonify({"attempts": webhooks.attempts(session, account_id, webhook_id, limit)})
 
 
@@ -97,7 +97,7 @@ def attempt_log(webhook_id: int) -> Response:
 def routes() -> Response:
     """Every event type with the destinations it goes to."""
     account_id = current_account()
-    with current_runtime().sessions() as session:
+    with current_runtime().read_sessions() as session:
         return jsonify({"routes": routing.routes_table(session, account_id)})
 
 
@@ -121,7 +121,7 @@ def set_route(event_type: str) -> Response:
 def notifications() -> Response:
     """Operational notices for the account (a webhook deactivated, say), newest first."""
     account_id = current_account()
-    with current_runtime().sessions() as session:
+    with current_runtime().read_sessions() as session:
         return jsonify({"notifications": webhooks.notices(session, account_id)})
 
 
@@ -129,7 +129,7 @@ def notifications() -> Response:
 def notice_email() -> Response:
     """Where the account's operational notices are mailed (null: they are only listed here)."""
     account_id = current_account()
-    with current_runtime().sessions() as session:
+    with current_runtime().read_sessions() as session:
         return jsonify({"email": notify.notice_address(session, account_id)})
 
 

@@ -128,7 +128,7 @@ class EventsService(ServiceBase):
     def getBatchAgain(ctx: Any, session_id: str, batch_id: str) -> None:
         """The events of an earlier batch, within the recovery window (after a client crashed)."""
         rt = _runtime(ctx)
-        batch = pull.batch_again(rt.sessions, _account(ctx, session_id), batch_id,
+        batch = pull.batch_again(rt.read_sessions, _account(ctx, session_id), batch_id,
                                  timedelta(days=rt.settings.recovery_days))
         _answer(ctx)(batch)
 

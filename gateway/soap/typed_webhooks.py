@@ -164,7 +164,7 @@ class WebHooksService(ServiceBase):
     def getWebHooks(ctx: Any, session_id: str, app: str | None, event: str | None) -> list[WebHook]:
         """The caller's webhooks, oldest first."""
         rt, account_id = _context(ctx, session_id)
-        with rt.sessions() as session:
+        with rt.read_sessions() as session:
             found = webhooks.list_webhooks(session, account_id, app, event)
             return [_webhook(webhooks.view(session, destination)) for destination in found]
 
@@ -172,7 +172,7 @@ class WebHooksService(ServiceBase):
     def getWebHook(ctx: Any, session_id: str, webhook_id: int) -> WebHook:
         """One webhook."""
         rt, account_id = _context(ctx, session_id)
-        with rt.sessions() as session:
+        with rt.read_sessions() as session:
             return _webhook(webhooks.view(session, webhooks.get(session, account_id, webhook_id)))
 
     @rpc(_SESSION, _WEBHOOK_ID, Unicode(doc="a new URL"), _EVENTS, Unicode(doc=f"one of {', '.join(FORMATS)}"),
@@ -217,13 +217,13 @@ class WebHooksService(ServiceBase):
     def verifyWebHook(ctx: Any, session_id: str, webhook_id: int) -> VerifyResult:
         """Send a test event now and report what the URL answered; the webhook itself does not change."""
         rt, account_id = _context(ctx, session_id)
-        return VerifyResult(**webhooks.verify(rt.sessions, account_id, webhook_id, rt.settings))
+        return VerifyResult(**webhooks.verify(rt.read_sessions, account_id, webhook_id, rt.settings))
 
     @rpc(_SESSION, _WEBHOOK_ID, Integer(doc="at most this many, 1 to 1000; 100 if not given"),
          _returns=Attempt.customize(max_occurs="unbounded"), _in_arg_names=_NAMES, _out_variable_name="attempt")
     def getWebHookAttempts(ctx: Any, session_id: str, webhook_id: int, limit: int | None) -> list[Attempt]:
         """The webhook's most recent delivery attempts, newest first."""
         rt, account_id = _context(ctx, session_id)
-        with rt.sessions() as session:
+        with rt.read_sessions() as session:
             return [_record(Attempt, attempt)
                     for attempt in webhooks.attempts(session, account_id, webhook_id, 100 if limit is None else limit)]

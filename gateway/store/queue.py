@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, select
+from sqlalchemy import BindParameter, ColumnElement, Select, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -20,6 +20,7 @@ class _Unindexed(FunctionElement[datetime]):
     """A column that SQLite must not pick an index for (its unary ``+``); plain elsewhere."""
 
     name = "unindexed"
+    type = UTCDateTime()
     inherit_cache = True
 
 
@@ -39,8 +40,6 @@ def due_rows(destination_id: int | BindParameter[Any], now: datetime | BindParam
 
     ``destination_id`` and ``now`` may be bound parameters, for a statement built once.
     """
-    if not isinstance(now, BindParameter):
-        now = bindparam("now", now, type_=UTCDateTime(), unique=True)
     # Without statistics SQLite would pick the due-time index and sort every waiting row;
     # keeping it off that index makes it walk the pending index in id order, which stops
     # after the first LIMIT rows.
