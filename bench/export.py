@@ -59,8 +59,8 @@ def _rss_mb() -> float:
 def child_real(job: dict[str, Any]) -> dict[str, Any]:
     """The real export path of one destination's period, as the dispatcher runs it."""
     from gateway.config import load_settings
-    from gateway.destination_admin import attempts
-    from gateway.export import Exporter
+    from gateway.delivery.export import Exporter
+    from gateway.destinations.management import attempts
     from gateway.runtime import open_runtime
 
     runtime = open_runtime(load_settings(environ={}, database_url=job["url"], data_dir=job["data_dir"]), migrate=False)
@@ -87,7 +87,7 @@ def child_baseline(job: dict[str, Any]) -> dict[str, Any]:
     """sqlite3, a loop formatting the same lines into a local file, and a plain upload."""
     import orjson
 
-    from gateway import events as model
+    from gateway.events import formats, model
 
     names = model.FIELD_NAMES
     times = [i for i, n in enumerate(names) if n in model.TIME_FIELDS]
@@ -98,7 +98,7 @@ def child_baseline(job: dict[str, Any]) -> dict[str, Any]:
     with open(path, "wb") as out, io.TextIOWrapper(out, encoding="utf-8", newline="") as text:
         writer = csv.writer(text)
         if job["format"] == "csv":
-            writer.writerow(model.CSV_COLUMNS)
+            writer.writerow(formats.CSV_COLUMNS)
         for row in connection.execute(_BASELINE_QUERY, (job["destination"],)):
             values = list(row)
             for i in times:
@@ -108,11 +108,11 @@ def child_baseline(job: dict[str, Any]) -> dict[str, Any]:
                 values[data_at] = json.loads(values[data_at])
             event = {n: v for n, v in zip(names, values, strict=True) if v is not None}
             if job["format"] == "form":
-                out.write(urlencode(model.to_form(event)).encode() + b"\n")
+                out.write(urlencode(formats.to_form(event)).encode() + b"\n")
             elif job["format"] == "csv":
-                writer.writerow(model.to_csv_row(event))
+                writer.writerow(formats.to_csv_row(event))
             else:
-                out.write(orjson.dumps(model.to_json(event)) + b"\n")
+                out.write(orjson.dumps(formats.to_json(event)) + b"\n")
     connection.close()
     if job["server"] == "ftp":
         ftp = ftplib.FTP()
@@ -180,10 +180,10 @@ def store(directory: Path, count: int, ftpd: Any, sshd: Any, sftp_dir: Path) -> 
     from sqlalchemy import update
 
     from bench.eventgen import generate
-    from gateway import destination_admin
-    from gateway import events as model
     from gateway.accounts import create_account
     from gateway.config import load_settings
+    from gateway.destinations import management
+    from gateway.events import model
     from gateway.ingest import store_events
     from gateway.runtime import open_runtime
     from gateway.store.models import QueueItem
@@ -194,9 +194,9 @@ def store(directory: Path, count: int, ftpd: Any, sshd: Any, sftp_dir: Path) -> 
         account = create_account(session, "bench", "bench-password").id
         common = {"events": list(model.ALL_TYPES), "host": "127.0.0.1"}
         destinations = {
-            "ftp": destination_admin.create(session, account, {
+            "ftp": management.create(session, account, {
                 **common, "kind": "ftp", "port": ftpd.port, "username": ftpd.user, "password": ftpd.password}).id,
-            "sftp": destination_admin.create(session, account, {
+            "sftp": management.create(session, account, {
                 **common, "kind": "sftp", "port": sshd.port, "username": sshd.username,
                 "private_key": sshd.private_key, "known_hosts": sshd.known_hosts, "remote_dir": str(sftp_dir)}).id,
         }

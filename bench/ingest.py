@@ -21,9 +21,9 @@ import requests
 
 from bench.eventgen import generate
 from bench.rounds import median_rates
-from gateway import events as model
 from gateway.accounts import create_account
 from gateway.config import load_settings
+from gateway.events import model
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime, open_runtime
 from gateway.server import ServerThread

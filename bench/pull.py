@@ -33,10 +33,10 @@ from lxml import etree
 
 from bench.eventgen import generate
 from bench.loopback import free_port
-from gateway import events as model
 from gateway import pull
 from gateway.accounts import create_account
 from gateway.config import load_settings
+from gateway.events import model
 from gateway.ingest import ingest_request
 from gateway.pull_client import EventsClient
 from gateway.runtime import Runtime, open_runtime

@@ -25,11 +25,11 @@ from pathlib import Path
 from bench.eventgen import generate
 from bench.loopback import free_port
 from bench.rounds import median_rates
-from gateway import events as model
-from gateway import webhooks
 from gateway.accounts import create_account
 from gateway.config import load_settings
-from gateway.dispatch import Dispatcher
+from gateway.delivery.engine import Dispatcher
+from gateway.destinations import webhooks
+from gateway.events import formats, model
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime, open_runtime
 
@@ -109,7 +109,7 @@ def baseline(directory: Path, port: int, events: int) -> float:
     db.execute("CREATE INDEX ix ON queue (state, rowid_)")
     rows = []
     for event in model.validate_all(list(generate(events, seed=3))):
-        shown = model.to_json(event)
+        shown = formats.to_json(event)
         rows.append(("ready", *(shown.get(name) for name in names), json.dumps(shown.get("data"))))
     db.executemany(f"INSERT INTO queue (state, {', '.join(names)}, data) "
                    f"VALUES ({', '.join('?' * (len(names) + 2))})", rows)

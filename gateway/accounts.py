@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import AuthError, Conflict, ValidationError
-from gateway.events import ALL_TYPES
+from gateway.events.model import ALL_TYPES
 from gateway.store.models import Account, ApiKey, Destination, LoginFailure, Route, utcnow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")

@@ -58,8 +58,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
     import gc
     import threading
 
-    from gateway.dispatch import Dispatcher
-    from gateway.notify import notify_deactivated
+    from gateway.delivery.engine import Dispatcher
+    from gateway.notices import notify_deactivated
     from gateway.server import make_server
 
     ctx.find_root().obj = ctx.find_root().obj.replace(host=host, port=port)
@@ -84,8 +84,8 @@ def worker(ctx: click.Context) -> None:
     """Run the delivery engine alone (any number of workers can run side by side on PostgreSQL)."""
     import signal
 
-    from gateway.dispatch import Dispatcher
-    from gateway.notify import notify_deactivated
+    from gateway.delivery.engine import Dispatcher
+    from gateway.notices import notify_deactivated
 
     runtime = _runtime(ctx)
     engine = Dispatcher(runtime, on_deactivate=functools.partial(notify_deactivated, runtime))
@@ -125,7 +125,7 @@ def account() -> None:
 @click.pass_context
 def account_create(ctx: click.Context, name: str, password: str, email: str | None) -> None:
     """Create an account; prints its id and an API key (shown only this once)."""
-    from gateway.notify import set_notice_address
+    from gateway.notices import set_notice_address
 
     runtime = _runtime(ctx)
     with runtime.sessions.begin() as session:
@@ -229,7 +229,7 @@ def pull(url: str, account_name: str, password: str, types: str, out: Path, limi
 @click.pass_context
 def export_command(ctx: click.Context, destination_id: int, day: Any, hour: int | None) -> None:
     """Regenerate one closed period's file from the store and upload it again."""
-    from gateway.export import export_period
+    from gateway.delivery.export import export_period
 
     receipt = export_period(_runtime(ctx), destination_id, day.date(), hour)
     click.echo(receipt.detail)
@@ -281,7 +281,7 @@ def destination_create(ctx: click.Context, account_name: str, kind: str, events:
                        line_format: str | None, compress: bool | None, ca_file: str | None, no_verify_tls: bool,
                        test: bool) -> None:
     """Create an email or file destination and route event types to it."""
-    from gateway import destination_admin as admin
+    from gateway.destinations import management as admin
 
     given = {
         "recipients": list(recipients) or None, "subject": subject, "interval_seconds": interval,
@@ -305,7 +305,7 @@ def destination_create(ctx: click.Context, account_name: str, kind: str, events:
 @click.pass_context
 def destination_list(ctx: click.Context, account_name: str, as_json: bool) -> None:
     """The account's email and file destinations (secrets are never shown)."""
-    from gateway import destination_admin as admin
+    from gateway.destinations import management as admin
 
     with _runtime(ctx).read_sessions() as session:
         account_id = account_by_name(session, account_name).id
@@ -324,7 +324,7 @@ def destination_list(ctx: click.Context, account_name: str, as_json: bool) -> No
 @click.pass_context
 def destination_test(ctx: click.Context, account_name: str, destination_id: int) -> None:
     """Send a test email, or upload and remove a test file; exits 1 when that fails."""
-    from gateway import destination_admin as admin
+    from gateway.destinations import management as admin
 
     runtime = _runtime(ctx)
     with runtime.read_sessions() as session:
@@ -341,7 +341,7 @@ def destination_test(ctx: click.Context, account_name: str, destination_id: int)
 @click.pass_context
 def destination_delete(ctx: click.Context, account_name: str, destination_id: int) -> None:
     """Delete a destination; its event types go back to the pull queue if nothing else receives them."""
-    from gateway import destination_admin as admin
+    from gateway.destinations import management as admin
 
     with _runtime(ctx).sessions.begin() as session:
         admin.remove(session, admin.get(session, account_by_name(session, account_name).id, destination_id))

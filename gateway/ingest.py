@@ -14,8 +14,8 @@ from sqlalchemy import Table, and_, func, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import events as model
 from gateway.errors import Problem, TooLarge, ValidationError
+from gateway.events import formats, model
 from gateway.store.models import Event as EventRow
 from gateway.store.models import QueueItem, Route, UTCDateTime, sqlite_time, utcnow
 
@@ -182,7 +182,7 @@ def read_records(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, Mapping[
     if fmt == "csv":
         reader = csv.DictReader(lines)
         for record in reader:
-            yield reader.line_num, model.from_csv_record(record), ""
+            yield reader.line_num, formats.from_csv_record(record), ""
         return
     for number, line in enumerate(lines, start=1):
         if not line.strip():

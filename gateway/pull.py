@@ -19,13 +19,12 @@ from typing import Literal, TypeVar
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import events as model
 from gateway.errors import NotFound, ValidationError
+from gateway.events import model
+from gateway.limits import MAX_BATCH_EVENTS
 from gateway.store.models import Destination, PullBatch, QueueItem, utcnow
 from gateway.store.queue import due_rows, events_behind, queued_events
 
-# The legacy platform's documented batch size; larger asks are refused, never cut.
-MAX_BATCH = 10_000
 Mode = Literal["read", "lease", "peek"]
 T = TypeVar("T")
 
@@ -43,13 +42,14 @@ class Batch:
 def check_max(value: object, field: str) -> int:
     """The batch size asked for, as an int from 1 to 10,000; ValidationError naming ``field`` otherwise."""
     if isinstance(value, bool):
-        raise ValidationError(f"must be a whole number from 1 to {MAX_BATCH}", field)
+        raise ValidationError(f"must be a whole number from 1 to {MAX_BATCH_EVENTS}", field)
     try:
         number = int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
-        raise ValidationError(f"{str(value)[:40]!r} is not a whole number from 1 to {MAX_BATCH}", field) from None
-    if not 1 <= number <= MAX_BATCH:
-        raise ValidationError(f"must be between 1 and {MAX_BATCH} (got {number})", field)
+        raise ValidationError(f"{str(value)[:40]!r} is not a whole number from 1 to {MAX_BATCH_EVENTS}",
+                              field) from None
+    if not 1 <= number <= MAX_BATCH_EVENTS:
+        raise ValidationError(f"must be between 1 and {MAX_BATCH_EVENTS} (got {number})", field)
     return number
 
 

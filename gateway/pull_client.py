@@ -27,8 +27,8 @@ import zeep.exceptions
 from lxml import etree
 from zeep.transports import Transport
 
-from gateway import events as model
 from gateway.errors import AuthError, GatewayError, ValidationError
+from gateway.events import formats, model
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +163,12 @@ def pull_to_csv(client: EventsClient, account: str, password: str, types: Sequen
         with open(out, "a", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             if handle.tell() == 0:
-                writer.writerow(model.CSV_COLUMNS)
+                writer.writerow(formats.CSV_COLUMNS)
             while True:
                 batch = client.get_batch(session_id, types, limit, peek=peek)
                 if not batch.events:
                     break
-                writer.writerows(model.to_csv_row(event) for event in batch.events)
+                writer.writerows(formats.to_csv_row(event) for event in batch.events)
                 handle.flush()
                 os.fsync(handle.fileno())
                 if batch.id is not None:

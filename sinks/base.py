@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.errors import DeliveryError
-from gateway.events import Event
+from gateway.events.model import Event
 
 EXCERPT_LIMIT = 500
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

@@ -15,9 +15,10 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from gateway import events as ev
 from gateway.errors import DeliveryError
-from gateway.events import Event
+from gateway.events import formats
+from gateway.events import model as ev
+from gateway.events.model import Event
 from sinks.base import Receipt, excerpt, network_error, tls_context
 
 SECURITY_MODES = ("none", "starttls", "tls")
@@ -174,8 +175,8 @@ def csv_bytes(events: Sequence[Event]) -> bytes:
     """The events as the generic CSV (header row first), UTF-8."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(ev.CSV_COLUMNS)
-    writer.writerows(ev.to_csv_row(e) for e in events)
+    writer.writerow(formats.CSV_COLUMNS)
+    writer.writerows(formats.to_csv_row(e) for e in events)
     return out.getvalue().encode("utf-8")
 
 
@@ -185,7 +186,7 @@ def summary(account: str, events: Sequence[Event]) -> str:
     lines = [f"Account: {account}", f"Events: {len(events)}"]
     if events:
         times = [e["occurred_at"] for e in events]
-        lines.append(f"Period: {ev.iso(min(times))} to {ev.iso(max(times))}")
+        lines.append(f"Period: {formats.iso(min(times))} to {formats.iso(max(times))}")
     lines += ["", "By type:"]
     lines += [f"  {etype:<12} {counts[etype]}" for etype in ev.ALL_TYPES if counts[etype]]
     lines += ["", "The events are attached as CSV."]

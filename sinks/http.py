@@ -41,9 +41,9 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from gateway import events as ev
 from gateway.errors import DeliveryError
-from gateway.events import Event
+from gateway.events import formats
+from gateway.events.model import Event
 from sinks.base import Receipt, excerpt, network_error
 
 FORMATS = ("json", "json-single", "form")
@@ -108,7 +108,7 @@ def render(format: str, events: Sequence[Event], max_bytes: int | None = None) -
         return bodies
     if format == "json-single":
         return [("application/json", _json({"event": e["type"].lower(), **e})) for e in events]
-    return [("application/x-www-form-urlencoded", urlencode(ev.to_form(e)).encode("ascii")) for e in events]
+    return [("application/x-www-form-urlencoded", urlencode(formats.to_form(e)).encode("ascii")) for e in events]
 
 
 def _json(value: object) -> bytes:

@@ -19,10 +19,10 @@ from urllib.parse import parse_qsl
 import pytest
 from sqlalchemy import select
 
-from gateway import webhooks
 from gateway.accounts import NewAccount, create_account
 from gateway.app import create_app
-from gateway.dispatch import Dispatcher, lease, settle_failure
+from gateway.delivery.engine import Dispatcher, lease, settle_failure
+from gateway.destinations import webhooks
 from gateway.errors import DeliveryError
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import webhooks
 from gateway.accounts import NewAccount
+from gateway.destinations import webhooks
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
 from tests.fixtures.http_receiver import Receiver

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from gateway import destination_admin as admin
-from gateway import events as ev
-from gateway import webhooks
 from gateway.accounts import NewAccount, create_account
-from gateway.dispatch import Dispatcher
+from gateway.delivery.engine import Dispatcher
+from gateway.destinations import management as admin
+from gateway.destinations import webhooks
+from gateway.events import formats
 from gateway.ingest import ingest_request
-from gateway.notify import notify_deactivated, set_notice_address
+from gateway.notices import notify_deactivated, set_notice_address
 from gateway.runtime import Runtime
 from gateway.store.models import Destination
 from tests.conftest import PASSWORD, make_runtime
@@ -112,7 +112,7 @@ def test_events_arrive_by_mail_over_starttls_with_summary_and_csv(
     name, rows = attachment_rows(message)
     assert name.endswith(".csv")
     assert [row["id"] for row in rows] == [f"o{i}" for i in range(8)] + ["c1"]
-    assert list(rows[0]) == list(ev.CSV_COLUMNS)
+    assert list(rows[0]) == list(formats.CSV_COLUMNS)
     assert rows[8]["url"] == "https://shop.example.com/offer?a=1"
     assert rows[8]["data"] == '{"note":"a \\"quoted\\",\\nline"}'
     (attempt,) = attempt_log(runtime, destination)
@@ -229,7 +229,7 @@ def test_a_failing_notice_is_logged_and_never_raised(opener: Opener, acme: NewAc
         set_notice_address(session, acme.id, "owner@example.com")
     destination = add_email(runtime, acme.id)
 
-    with caplog.at_level(logging.WARNING, logger="gateway.notify"):
+    with caplog.at_level(logging.WARNING, logger="gateway.notices"):
         assert notify_deactivated(runtime, destination) is False
 
     assert "could not mail the deactivation notice" in caplog.text and "connection refused" in caplog.text

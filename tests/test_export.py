@@ -19,11 +19,11 @@ from urllib.parse import parse_qsl, unquote
 import pytest
 from sqlalchemy import select, update
 
-from gateway import destination_admin as admin
-from gateway import export
 from gateway.accounts import NewAccount, create_account
+from gateway.delivery import export
+from gateway.delivery.export import Exporter, FilePlan, Period
+from gateway.destinations import management as admin
 from gateway.errors import DeliveryError, NotFound, ValidationError
-from gateway.export import Exporter, FilePlan, Period
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
 from gateway.store.models import Destination, QueueItem, utcnow

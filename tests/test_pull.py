@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from bench.eventgen import generate
-from gateway import pull, retention
+from gateway import pull
 from gateway.accounts import NewAccount, create_account
+from gateway.delivery import retention
 from gateway.errors import NotFound, ValidationError
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime

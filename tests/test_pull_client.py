@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway import events as model
 from gateway import pull
 from gateway.accounts import NewAccount, create_account
+from gateway.events import formats, model
 from gateway.ingest import store_events
+from gateway.limits import MAX_BATCH_EVENTS
 from gateway.pull_client import EventsClient, pull_to_csv
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
@@ -41,7 +42,7 @@ def store(runtime: Runtime, account_id: int, events: list[model.Event], chunk: i
 
 def waiting(runtime: Runtime, account_id: int) -> list[str]:
     """Ids of the events that a puller could take now (a peek, which changes nothing)."""
-    return pull.get_batch(runtime.sessions, account_id, [], pull.MAX_BATCH, "peek",
+    return pull.get_batch(runtime.sessions, account_id, [], MAX_BATCH_EVENTS, "peek",
                           lambda batch: [event["id"] for event in batch.events])
 
 
@@ -68,9 +69,9 @@ def test_gateway_pull_drains_the_queue_into_a_csv(runtime: Runtime, account: New
     assert done.returncode == 0, done.stderr
     assert "25000 events in 3 batches" in done.stdout
     header, rows = read_csv(out)
-    assert header == list(model.CSV_COLUMNS)
+    assert header == list(formats.CSV_COLUMNS)
     assert Counter(row[0] for row in rows) == Counter(event["id"] for event in wanted)
-    assert rows[0] == model.to_csv_row(wanted[0])
+    assert rows[0] == formats.to_csv_row(wanted[0])
     assert sorted(waiting(runtime, account.id)) == [f"b-{i}" for i in range(10)]
     assert elapsed < 30
 
@@ -128,7 +129,7 @@ def test_a_crashed_pull_loses_nothing(store_url: str, tmp_path: Path) -> None:
             summary = pull_to_csv(client, "acme", PASSWORD, [], out, limit=10)
         assert (summary.batches, summary.events) == (2, 15)
         header, rows = read_csv(out)
-        assert header == list(model.CSV_COLUMNS)
+        assert header == list(formats.CSV_COLUMNS)
         ids = Counter(row[0] for row in rows)
         assert set(ids) == {event["id"] for event in events}
         assert [name for name, seen in ids.items() if seen > 1] == [f"e-{i}" for i in range(10, 20)]
@@ -149,7 +150,7 @@ def test_concurrent_pullers_get_every_event_exactly_once(runtime: Runtime, accou
     def puller() -> None:
         mine: list[str] = []
         try:
-            while batch := pull.get_batch(runtime.sessions, account.id, ["OPEN"], pull.MAX_BATCH, "read",
+            while batch := pull.get_batch(runtime.sessions, account.id, ["OPEN"], MAX_BATCH_EVENTS, "read",
                                           lambda b: [event["id"] for event in b.events]):
                 mine.extend(batch)
         except Exception as exc:

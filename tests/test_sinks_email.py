@@ -8,8 +8,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from gateway import events as ev
 from gateway.errors import DeliveryError
+from gateway.events import formats
+from gateway.events import model as ev
 from sinks.email import EmailSink, SmtpSettings
 from tests.fixtures._certs import free_port
 from tests.fixtures.smtp import SmtpServer
@@ -63,7 +64,7 @@ def test_batch_arrives_with_summary_and_csv(smtp_server: SmtpServer) -> None:
     ]
     name, content_type, data = attachment(message)
     assert (name, content_type) == ("events-batch-7.csv", "text/csv")
-    assert rows(data) == [list(ev.CSV_COLUMNS)] + [ev.to_csv_row(e) for e in EVENTS]
+    assert rows(data) == [list(formats.CSV_COLUMNS)] + [formats.to_csv_row(e) for e in EVENTS]
     assert smtp_server.envelopes == [("gateway@eventgw.test", ["ops@example.com", "crm@example.com"])]
     assert receipt.status == 250 and "queued as Q1" in receipt.excerpt
 
@@ -83,7 +84,7 @@ def test_large_attachment_is_gzipped(smtp_server: SmtpServer) -> None:
 
     name, content_type, data = attachment(smtp_server.messages[0])
     assert (name, content_type) == ("events-batch-8.csv.gz", "application/gzip")
-    assert rows(gzip.decompress(data))[1:] == [ev.to_csv_row(e) for e in EVENTS]
+    assert rows(gzip.decompress(data))[1:] == [formats.to_csv_row(e) for e in EVENTS]
 
 
 def test_implicit_tls(smtps_server: SmtpServer) -> None:

@@ -12,8 +12,9 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from gateway import events as ev
 from gateway.errors import DeliveryError
+from gateway.events import formats
+from gateway.events import model as ev
 from sinks.http import HttpSink, generate_secret, parse_secret
 from tests.fixtures.http_receiver import Receiver, Reply
 
@@ -52,7 +53,7 @@ def test_json_posts_the_batch_as_one_signed_array(http_receiver: Receiver) -> No
     (request,) = http_receiver.wait_for(1)
     assert (request.method, request.path) == ("POST", "/hook")
     assert request.headers["Content-Type"] == "application/json"
-    assert json.loads(request.body) == [ev.to_json(e) for e in EVENTS]
+    assert json.loads(request.body) == [formats.to_json(e) for e in EVENTS]
     assert request.headers["webhook-id"] == "msg-1"
     assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 5
     assert signature_ok(request.headers, request.body, SECRET)
@@ -65,7 +66,7 @@ def test_json_single_posts_one_object_per_event_with_its_own_id(http_receiver: R
     requests = http_receiver.wait_for(3)
     assert [r.headers["webhook-id"] for r in requests] == ["msg-1_0", "msg-1_1", "msg-1_2"]
     bodies = [json.loads(r.body) for r in requests]
-    assert bodies[1] == {"event": "click", **ev.to_json(EVENTS[1])}
+    assert bodies[1] == {"event": "click", **formats.to_json(EVENTS[1])}
     assert [b["event"] for b in bodies] == ["open", "click", "bounce"]
     assert all(signature_ok(r.headers, r.body, SECRET) for r in requests)
 
@@ -75,7 +76,7 @@ def test_form_posts_legacy_fields_per_event(http_receiver: Receiver) -> None:
 
     requests = http_receiver.wait_for(3)
     assert requests[1].headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert parse_qsl(requests[1].body.decode()) == ev.to_form(EVENTS[1])
+    assert parse_qsl(requests[1].body.decode()) == formats.to_form(EVENTS[1])
     assert ("clickUrl", "https://example.com/ä?x=1&y=2") in parse_qsl(requests[1].body.decode())
     assert all(signature_ok(r.headers, r.body, SECRET) for r in requests)
 

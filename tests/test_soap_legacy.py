@@ -25,8 +25,8 @@ from lxml import etree
 from zeep import xsd
 
 from bench.eventgen import generate
-from gateway import events as model
 from gateway.accounts import NewAccount, create_account
+from gateway.events import formats, model
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
@@ -375,12 +375,12 @@ def rows_of(batch: Mapping[str, Any]) -> list[list[str]]:
 
 def legacy_rows(events: Sequence[model.Event], types: Sequence[str] | None = None) -> list[list[str]]:
     """The legacy CSV rows of these events (of these types only), in order."""
-    return [model.to_legacy_row(event) for event in events if types is None or event["type"] in types]
+    return [formats.to_legacy_row(event) for event in events if types is None or event["type"] in types]
 
 
 def headers_for(rows: Sequence[Sequence[str]]) -> dict[str, str]:
     """The eventMeta a batch with these rows must carry: exactly the types present."""
-    return {row[0]: model.legacy_header(row[0]) for row in rows}
+    return {row[0]: formats.legacy_header(row[0]) for row in rows}
 
 
 # -- 1. PHP SoapClient, as the platform's own PHP sample uses it --------------------------

@@ -20,11 +20,12 @@ from spyne.server.wsgi import WsgiApplication
 from werkzeug.test import Client as WsgiClient
 from zeep.transports import Transport
 
-from gateway import events as model
 from gateway import pull
 from gateway.accounts import NewAccount, create_account
 from gateway.app import create_app
+from gateway.events import model
 from gateway.ingest import ingest_request
+from gateway.limits import MAX_BATCH_EVENTS
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
 from gateway.soap import typed
@@ -92,7 +93,7 @@ def ids(result: Any) -> list[str]:
 
 def waiting(runtime: Runtime, account_id: int, types: list[str] | None = None) -> list[str]:
     """Ids of the events that a puller could take now (a peek, which changes nothing)."""
-    return pull.get_batch(runtime.sessions, account_id, types or [], pull.MAX_BATCH, "peek",
+    return pull.get_batch(runtime.sessions, account_id, types or [], MAX_BATCH_EVENTS, "peek",
                           lambda batch: [event["id"] for event in batch.events])
 
 

@@ -12,9 +12,9 @@ import pytest
 import requests
 import zeep.helpers
 
-from gateway import webhooks
 from gateway.accounts import NewAccount
-from gateway.dispatch import Dispatcher
+from gateway.delivery.engine import Dispatcher
+from gateway.destinations import webhooks
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
 from tests.conftest import PASSWORD

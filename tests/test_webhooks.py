@@ -16,7 +16,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.accounts import NewAccount
-from gateway.dispatch import Dispatcher
+from gateway.delivery.engine import Dispatcher
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
 from tests.conftest import PASSWORD

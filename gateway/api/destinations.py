@@ -5,10 +5,10 @@ from datetime import date
 
 from flask import Blueprint, Response, jsonify, request
 
-from gateway import destination_admin as admin
-from gateway import export
 from gateway.api.auth import current_account
 from gateway.api.params import flag, json_body, limit_param
+from gateway.delivery import export
+from gateway.destinations import management as admin
 from gateway.errors import DeliveryError, ValidationError
 from gateway.runtime import current_runtime
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import request
 
-from gateway import events as model
 from gateway.errors import Problem, ValidationError
+from gateway.events import model
 
 
 def json_body() -> dict[str, Any]:

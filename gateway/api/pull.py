@@ -6,10 +6,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from gateway import events as model
 from gateway import pull
 from gateway.api.auth import current_account
 from gateway.errors import ValidationError
+from gateway.events import formats
 from gateway.runtime import current_runtime
 
 blueprint = Blueprint("pull", __name__)
@@ -20,9 +20,9 @@ def _render(batch: pull.Batch) -> dict[str, Any]:
     return {
         "batch_id": batch.id,
         "mode": batch.mode,
-        "lease_until": model.iso(batch.lease_until),
+        "lease_until": formats.iso(batch.lease_until),
         "count": len(batch.events),
-        "events": [model.to_json(event) for event in batch.events],
+        "events": [formats.to_json(event) for event in batch.events],
     }
 
 

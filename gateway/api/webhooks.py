@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from gateway import events as model
-from gateway import notify, routing, webhooks
+from gateway import notices
 from gateway.api.auth import current_account
 from gateway.api.params import flag, json_body, limit_param, time_param
+from gateway.destinations import routing, webhooks
 from gateway.errors import ValidationError
+from gateway.events import model
 from gateway.runtime import current_runtime
 
 blueprint = Blueprint("webhooks", __name__)
@@ -130,7 +131,7 @@ def notice_email() -> Response:
     """Where the account's operational notices are mailed (null: they are only listed here)."""
     account_id = current_account()
     with current_runtime().read_sessions() as session:
-        return jsonify({"email": notify.notice_address(session, account_id)})
+        return jsonify({"email": notices.notice_address(session, account_id)})
 
 
 @blueprint.put("/api/v1/notifications/email")
@@ -141,5 +142,5 @@ def set_notice_email() -> Response:
     if "email" not in payload:
         raise ValidationError("is required (an address, or null to stop mailing notices)", "email")
     with current_runtime().sessions.begin() as session:
-        notify.set_notice_address(session, account_id, payload["email"])
-        return jsonify({"email": notify.notice_address(session, account_id)})
+        notices.set_notice_address(session, account_id, payload["email"])
+        return jsonify({"email": notices.notice_address(session, account_id)})

@@ -16,10 +16,11 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from gateway import events as model
-from gateway import legacy_sessions, pull
+from gateway import pull
 from gateway.errors import AuthError, GatewayError, ValidationError
+from gateway.events import formats
 from gateway.runtime import current_runtime
+from gateway.soap import sessions as legacy_sessions
 from gateway.soap.encoding import EnvelopeError, Flavour, PaintRequest, encode_fault, encode_result, parse_envelope
 from gateway.store.models import utcnow
 
@@ -81,9 +82,9 @@ def _mark_as_read(value: Any) -> bool:
 
 def _batch_result(batch: pull.Batch) -> Result:
     # eventMeta: the header of each type present, in order of first appearance.
-    meta = {etype: model.legacy_header(etype) for etype in dict.fromkeys(event["type"] for event in batch.events)}
+    meta = {etype: formats.legacy_header(etype) for etype in dict.fromkeys(event["type"] for event in batch.events)}
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(map(model.to_legacy_row, batch.events))
+    csv.writer(buffer, lineterminator="\n").writerows(map(formats.to_legacy_row, batch.events))
     data = base64.b64encode(buffer.getvalue().encode("utf-8")).decode("ascii")
     return _ok({"bus_entity_eventNotificationBatch": {
         "eventCount": len(batch.events), "eventMeta": meta, "eventData": data,
@@ -110,7 +111,7 @@ def _login(req: PaintRequest) -> Result:
         if "too many" in str(exc):
             raise LegacyError("bean_exception_security", str(exc)) from None
         raise LegacyError("bean_exception_validation", {"password": "invalid login details"}) from None
-    now = model.iso(utcnow())
+    now = formats.iso(utcnow())
     # Key order matters to clients that index pairs by position (resultData.pairs[3] is
     # the context bean, whose pairs[9] is beanId).
     return _ok({

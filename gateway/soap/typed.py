@@ -32,10 +32,11 @@ from spyne.model.primitive import Boolean, DateTime, Integer, Unicode
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
-from gateway import events as model
-from gateway import legacy_sessions, pull
+from gateway import pull
 from gateway.errors import AuthError, GatewayError, NotFound, ValidationError
+from gateway.events import model
 from gateway.runtime import Runtime
+from gateway.soap import sessions as legacy_sessions
 from gateway.soap.typed_webhooks import WebHooksService
 
 TNS = "urn:eventgw:events:1"

@@ -1,9 +1,9 @@
-"""Webhook management over the typed SOAP service at /soap/events: a thin adapter over gateway.webhooks.
+"""Webhook management over the typed SOAP service at /soap/events: a thin adapter over gateway.destinations.webhooks.
 
 The operations of seed 004 (createWebHook, getWebHooks, activateWebHook with replayEvents,
 deleteWebHookById) and the rest of the REST API's (getWebHook, updateWebHook,
 verifyWebHook, replayWebHook, getWebHookAttempts), with the same semantics. A ``WebHook``
-carries the fields of ``gateway.webhooks.view``, camel-cased, times as ``xs:dateTime``.
+carries the fields of ``gateway.destinations.webhooks.view``, camel-cased, times as ``xs:dateTime``.
 
 ``gateway.soap.typed`` serves these beside the pull operations in one application, which
 resolves sessions and maps the gateway's errors to Faults for both.
@@ -18,9 +18,9 @@ from spyne import ComplexModel, ServiceBase, rpc
 from spyne.const.xml import DEFAULT_NS
 from spyne.model.primitive import Boolean, DateTime, Double, Integer, Unicode
 
-from gateway import events as model
-from gateway import webhooks
+from gateway.destinations import webhooks
 from gateway.errors import ValidationError
+from gateway.events import model
 from gateway.runtime import Runtime
 from sinks.http import FORMATS
 
@@ -144,7 +144,7 @@ def _context(ctx: Any, session_id: str) -> tuple[Runtime, int]:
 
 
 class WebHooksService(ServiceBase):
-    """The webhook operations; each translates its arguments into calls of gateway.webhooks."""
+    """The webhook operations; each translates its arguments into calls of gateway.destinations.webhooks."""
 
     @rpc(_SESSION, Unicode(doc="the http or https URL to post events to"), _EVENTS,
          Unicode(doc=f"one of {', '.join(FORMATS)}; json if not given"),

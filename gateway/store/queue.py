@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from gateway import events as model
+from gateway.events import model
 from gateway.store.models import PENDING, Event, QueueItem, UTCDateTime
 from gateway.store.rows import EVENT_COLUMNS, to_event
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, Row, String, type_coerce
 
-from gateway import events as model
+from gateway.events import model
 from gateway.store.models import Event
 
 # The stored columns that make up an event, in the model's field order (the producer's id

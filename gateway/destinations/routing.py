@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from gateway.errors import NotFound, ValidationError
-from gateway.events import ALL_TYPES
+from gateway.events.model import ALL_TYPES
 from gateway.pull import pull_destination
 from gateway.store.models import Destination, Route
 

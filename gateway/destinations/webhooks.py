@@ -2,7 +2,7 @@
 
 A webhook is an ``http`` destination of the account plus the routes of its event types.
 The checks and operations webhooks share with the other destinations (event types, number
-ranges, probing, activation, the attempt log, deletion) are ``gateway.destination_admin``'s.
+ranges, probing, activation, the attempt log, deletion) are ``gateway.destinations.management``'s.
 Every function works only on the caller's account, inside the caller's transaction, except
 those that reach the endpoint (``create_verified``, ``verify``): they take a session factory
 and hold no transaction while the endpoint answers.
@@ -16,13 +16,13 @@ from typing import Any
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import destination_admin as admin
-from gateway import events as model
-from gateway import routing
 from gateway.config import Settings
-from gateway.destinations import sink_for
-from gateway.dispatch import batch_size
+from gateway.delivery.engine import batch_size
+from gateway.destinations import management as admin
+from gateway.destinations import routing
+from gateway.destinations.kinds import sink_for
 from gateway.errors import NotFound
+from gateway.events import formats, model
 from gateway.store.models import Destination, Event, Notice, QueueItem, utcnow
 from sinks.http import FORMATS, generate_secret, parse_secret
 
@@ -98,14 +98,14 @@ def view(session: Session, destination: Destination, *, with_secret: bool = Fals
     shown: dict[str, Any] = {
         "id": destination.id, "url": options["url"], "events": routing.types_of(session, destination.id),
         "format": options.get("format", "json"), "app": destination.app, "active": destination.active,
-        "deactivated_at": model.iso(destination.deactivated_at),
-        "failing_since": model.iso(destination.failing_since),
+        "deactivated_at": formats.iso(destination.deactivated_at),
+        "failing_since": formats.iso(destination.failing_since),
         "headers": options.get("headers") or {},
         "basic_auth": bool(options.get("basic_auth")),
         "batch_max_events": batch_size(destination),
         "interval_seconds": options.get("interval_seconds", 0),
         "batch_max_bytes": options.get("batch_max_bytes"),
-        "created_at": model.iso(destination.created_at),
+        "created_at": formats.iso(destination.created_at),
     }
     if with_secret:
         shown["secret"] = options["secrets"][0]
@@ -237,5 +237,5 @@ def notices(session: Session, account_id: int, limit: int = 100) -> list[dict[st
     """The account's operational notices (deactivations, activations), newest first."""
     rows = session.scalars(select(Notice).where(Notice.account_id == account_id)
                            .order_by(Notice.id.desc()).limit(max(1, min(limit, 1000))))
-    return [{"id": n.id, "created_at": model.iso(n.created_at), "kind": n.kind, "destination_id": n.destination_id,
+    return [{"id": n.id, "created_at": formats.iso(n.created_at), "kind": n.kind, "destination_id": n.destination_id,
              "message": n.message} for n in rows]

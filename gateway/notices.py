@@ -10,9 +10,9 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import events as model
-from gateway.destinations import smtp_settings
+from gateway.destinations.kinds import smtp_settings
 from gateway.errors import DeliveryError, NotFound, ValidationError
+from gateway.events import model
 from gateway.runtime import Runtime
 from gateway.store.models import Account, Destination, Notice
 from sinks.email import EmailSink

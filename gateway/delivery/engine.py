@@ -21,11 +21,12 @@ from typing import Any
 from sqlalchemy import Select, Update, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway import events as model
-from gateway import metrics, retention
+from gateway import metrics
 from gateway.config import Settings
-from gateway.destinations import PUSH_KINDS, sink_for
+from gateway.delivery import retention
+from gateway.destinations.kinds import PUSH_KINDS, sink_for
 from gateway.errors import DeliveryError
+from gateway.events import model
 from gateway.runtime import Runtime
 from gateway.store.models import PENDING, Attempt, Destination, Notice, QueueItem, UTCDateTime, utcnow
 from gateway.store.queue import due_rows, events_behind, queued_events
@@ -235,7 +236,7 @@ class Dispatcher:
         self._sinks: dict[int, tuple[dict[str, Any], Any]] = {}
         self._stop = threading.Event()
         self._on_deactivate = on_deactivate
-        from gateway.export import Exporter  # export builds on this module's settle functions
+        from gateway.delivery.export import Exporter  # export builds on this module's settle functions
 
         self._exporter = Exporter(runtime, on_deactivate)
 

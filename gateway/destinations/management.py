@@ -1,7 +1,7 @@
 """Management of email and file (FTP, FTPS, SFTP) destinations: create, list, change, test, activate, delete.
 
 Such a destination is a destination of the account plus the routes of its event types,
-as a webhook is (``gateway/webhooks.py``). The checks and operations that do not depend
+as a webhook is (``gateway/destinations/webhooks.py``). The checks and operations that do not depend
 on the kind (event types, number ranges, probing, activation, the attempt log) live here
 once. Every function works only on the caller's account, inside the caller's transaction,
 except those that reach the destination (``create_tested``, ``check_now``): they open their
@@ -17,13 +17,13 @@ import paramiko
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from gateway import events as model
-from gateway import routing
 from gateway.config import Settings
-from gateway.destinations import DEFAULT_SUBJECT, FILE_KINDS, file_target, sink_for
+from gateway.delivery.export import FilePlan
+from gateway.destinations import routing
+from gateway.destinations.kinds import DEFAULT_SUBJECT, FILE_KINDS, file_target, sink_for
 from gateway.errors import DeliveryError, NotFound, Problem, ValidationError
-from gateway.export import FilePlan
-from gateway.notify import check_address
+from gateway.events import formats, model
+from gateway.notices import check_address
 from gateway.runtime import Runtime
 from gateway.store.models import PENDING, Account, Attempt, Destination, Notice, QueueItem, utcnow
 from sinks.ftp import DEFAULT_PORTS, known_host_entries, load_private_key, uploader_for
@@ -196,8 +196,8 @@ def view(session: Session, destination: Destination) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "id": destination.id, "kind": destination.kind, "name": destination.name,
         "events": routing.types_of(session, destination.id), "active": destination.active,
-        "deactivated_at": model.iso(destination.deactivated_at),
-        "failing_since": model.iso(destination.failing_since), "created_at": model.iso(destination.created_at),
+        "deactivated_at": formats.iso(destination.deactivated_at),
+        "failing_since": formats.iso(destination.failing_since), "created_at": formats.iso(destination.created_at),
     }
     if destination.kind == "email":
         shown.update(recipients=options["recipients"], subject=options.get("subject") or DEFAULT_SUBJECT,
@@ -364,6 +364,6 @@ def attempts(session: Session, destination_id: int, limit: int = 100) -> list[di
     """A destination's most recent delivery attempts, newest first."""
     rows = session.scalars(select(Attempt).where(Attempt.destination_id == destination_id)
                            .order_by(Attempt.id.desc()).limit(max(1, min(limit, 1000))))
-    return [{"message_id": a.message_id, "started_at": model.iso(a.started_at), "duration_ms": a.duration_ms,
+    return [{"message_id": a.message_id, "started_at": formats.iso(a.started_at), "duration_ms": a.duration_ms,
              "events": a.event_count, "outcome": a.outcome, "status": a.status, "detail": a.detail} for a in rows]
 

@@ -35,11 +35,11 @@ import orjson
 from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
-from gateway import events as model
 from gateway import metrics
-from gateway.destinations import FILE_KINDS, file_target
-from gateway.dispatch import Lease, settle_failure, settle_success
+from gateway.delivery.engine import Lease, settle_failure, settle_success
+from gateway.destinations.kinds import FILE_KINDS, file_target
 from gateway.errors import Conflict, DeliveryError, NotFound, Problem, ValidationError
+from gateway.events import formats, model
 from gateway.runtime import Runtime
 from gateway.store.models import PENDING, Attempt, Destination, QueueItem, utcnow
 from gateway.store.queue import events_behind
@@ -90,7 +90,7 @@ class Period:
     end: datetime
 
     def __str__(self) -> str:
-        return f"{model.iso(self.start)}..{model.iso(self.end)}"
+        return f"{formats.iso(self.start)}..{formats.iso(self.end)}"
 
 
 @dataclass(frozen=True)
@@ -183,11 +183,11 @@ def _period_start(lease: str) -> datetime:
 
 
 def _form_line(event: model.Event) -> bytes:
-    return urlencode(model.to_form(event)).encode("ascii") + b"\n"  # percent-encoded: plain ASCII
+    return urlencode(formats.to_form(event)).encode("ascii") + b"\n"  # percent-encoded: plain ASCII
 
 
 def _json_line(event: model.Event) -> bytes:
-    return orjson.dumps(model.to_json(event), option=orjson.OPT_APPEND_NEWLINE)
+    return orjson.dumps(formats.to_json(event), option=orjson.OPT_APPEND_NEWLINE)
 
 
 _LINES: dict[str, Callable[[model.Event], bytes]] = {"form": _form_line, "jsonl": _json_line}
@@ -199,9 +199,9 @@ def write_lines(events: Iterable[model.Event], out: IO[bytes], line_format: str)
     if line_format == "csv":
         text = io.TextIOWrapper(out, encoding="utf-8", newline="")
         writer = csv.writer(text)
-        writer.writerow(model.CSV_COLUMNS)
+        writer.writerow(formats.CSV_COLUMNS)
         for event in events:
-            writer.writerow(model.to_csv_row(event))
+            writer.writerow(formats.to_csv_row(event))
             count += 1
         text.detach()  # flushes, and leaves ``out`` to its owner
         return count

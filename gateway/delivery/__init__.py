@@ -1,0 +1,1 @@
+"""The delivery engine: leasing and settling batches, push delivery, file export, retention."""

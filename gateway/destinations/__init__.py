@@ -1,0 +1,1 @@
+"""Destination kinds, routing, and the management of destinations."""
