@@ -10,19 +10,19 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import Table, and_, func, literal, select
+from sqlalchemy import Table, and_, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import Problem, TooLarge, ValidationError
 from gateway.events import formats, model
+from gateway.store import queue
 from gateway.store.models import Event as EventRow
-from gateway.store.models import QueueItem, Route, UTCDateTime, sqlite_time, utcnow
+from gateway.store.models import sqlite_time, utcnow
 
 MAX_PROBLEMS = 100
 FILE_CHUNK = 5000
 _EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
-_QUEUE: Table = QueueItem.__table__  # type: ignore[assignment]
 _COLUMNS = tuple(name for name in model.FIELD_NAMES if name not in ("id",))
 
 
@@ -57,14 +57,7 @@ def _store_postgresql(session: Session, account_id: int, events: list[model.Even
     session.execute(postgresql.insert(_EVENTS).on_conflict_do_nothing(index_elements=["account_id", "uid"]), rows)
     added = and_(_EVENTS.c.account_id == account_id, _EVENTS.c.received_at == now,
                  _EVENTS.c.uid == func.any(postgresql.array([event["id"] for event in events])))
-    routes = Route.__table__
-    session.execute(_QUEUE.insert().from_select(
-        ["destination_id", "event_id", "event_type", "state", "due_at", "attempts"],
-        select(routes.c.destination_id, _EVENTS.c.id, _EVENTS.c.type, literal("ready"), literal(now, UTCDateTime()),
-               literal(0))
-        .join(routes, and_(routes.c.account_id == _EVENTS.c.account_id, routes.c.event_type == _EVENTS.c.type))
-        .where(added).order_by(routes.c.destination_id, _EVENTS.c.id),
-    ))
+    queue.enqueue_arrivals(session, added, now)
     return int(session.scalar(select(func.count()).select_from(_EVENTS).where(added)) or 0)
 
 
@@ -74,18 +67,12 @@ def _store_postgresql(session: Session, account_id: int, events: list[model.Even
 _SQLITE_EVENT_COLUMNS = ("account_id", "uid", "received_at", *_COLUMNS)
 _SQLITE_INSERT_EVENTS = (f"INSERT OR IGNORE INTO events ({', '.join(_SQLITE_EVENT_COLUMNS)}) "
                          f"VALUES ({', '.join('?' * len(_SQLITE_EVENT_COLUMNS))})")
-_SQLITE_QUEUE_ADDED = (
-    "INSERT INTO queue (destination_id, event_id, event_type, state, due_at, attempts) "
-    "SELECT routes.destination_id, events.id, events.type, 'ready', ?, 0 FROM events "
-    "JOIN routes ON routes.account_id = events.account_id AND routes.event_type = events.type "
-    "WHERE events.id > ? ORDER BY routes.destination_id, events.id"
-)
 _TIME_POSITIONS = tuple(i for i, name in enumerate(_COLUMNS) if name in model.TIME_FIELDS)
 _DATA_POSITION = _COLUMNS.index("data")
 
 
 def _sqlite_row(account_id: int, received: str, event: model.Event) -> tuple[Any, ...]:
-    values = [event.get(name) for name in _COLUMNS]
+    values: list[Any] = [event.get(name) for name in _COLUMNS]
     for position in _TIME_POSITIONS:
         if values[position] is not None:
             values[position] = sqlite_time(values[position])
@@ -103,7 +90,7 @@ def _store_sqlite(session: Session, account_id: int, events: list[model.Event], 
     before = session.execute(select(func.coalesce(func.max(_EVENTS.c.id), 0))).scalar_one()
     connection = session.connection()
     added = connection.exec_driver_sql(_SQLITE_INSERT_EVENTS, rows).rowcount
-    connection.exec_driver_sql(_SQLITE_QUEUE_ADDED, (received, before))
+    queue.enqueue_arrivals_sqlite(session, received, before)
     return int(added)
 
 

@@ -9,7 +9,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.store.models import PENDING, Destination, QueueItem, utcnow
+from gateway.store.models import Destination, QueueItem, utcnow
+from gateway.store.queue import PENDING
 
 REGISTRY = CollectorRegistry()
 ATTEMPTS = Counter("eventgw_delivery_attempts", "Delivery attempts by outcome", ["outcome"], registry=REGISTRY)

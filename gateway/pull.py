@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import NotFound, ValidationError
 from gateway.events import model
 from gateway.limits import MAX_BATCH_EVENTS
+from gateway.store import queue
 from gateway.store.models import Destination, PullBatch, QueueItem, utcnow
 from gateway.store.queue import due_rows, events_behind, queued_events
 
@@ -99,20 +100,9 @@ def get_batch(
             ids = due.subquery()
             batch = Batch(None, queued_events(session, events_behind(QueueItem.id.in_(select(ids.c.id)))), mode)
             return render(batch)
-        if session.get_bind().dialect.name == "postgresql":
-            # Concurrent pullers skip each other's rows instead of waiting or double-taking.
-            due = due.with_for_update(skip_locked=True)
         batch_id = new_batch_id()
         lease_until = now + timedelta(seconds=lease_seconds) if mode == "lease" else None
-        values = (
-            {"state": "done", "done_at": now, "lease_id": batch_id}
-            if mode == "read"
-            else {"state": "leased", "due_at": lease_until, "lease_id": batch_id}
-        )
-        session.execute(
-            update(QueueItem).where(QueueItem.id.in_(due.scalar_subquery())).values(**values),
-            execution_options={"synchronize_session": False},
-        )
+        queue.take_for_pull(session, due, batch_id, now, lease_until)
         # Naming the destination lets the lease index find the batch's rows.
         events = queued_events(session, events_behind(and_(QueueItem.destination_id == destination_id,
                                                            QueueItem.lease_id == batch_id)))
@@ -128,16 +118,10 @@ def acknowledge(sessions: sessionmaker[Session], account_id: int, batch_id: str)
     now = utcnow()
     with sessions.begin() as session:
         batch = _own_batch(session, account_id, batch_id)
-        result = session.execute(
-            update(QueueItem)
-            .where(QueueItem.destination_id == batch.destination_id, QueueItem.lease_id == batch_id,
-                   QueueItem.state == "leased")
-            .values(state="done", done_at=now),
-            execution_options={"synchronize_session": False},
-        )
+        settled = queue.settle(session, batch.destination_id, batch_id, now)
         if batch.acked_at is None:
             batch.acked_at = now
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return settled
 
 
 def batch_again(

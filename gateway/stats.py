@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.store.models import PENDING, Destination, Event, QueueItem, utcnow
+from gateway.store.models import Destination, Event, QueueItem, utcnow
+from gateway.store.queue import PENDING
 
 
 def account_stats(session: Session, account_id: int) -> dict[str, Any]:

@@ -1,9 +1,6 @@
 """The delivery engine end to end: stored events reach a real HTTP receiver, signed, batched, retried, deactivated."""
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import socket
 import threading
@@ -21,30 +18,19 @@ from sqlalchemy import select
 
 from gateway.accounts import NewAccount, create_account
 from gateway.app import create_app
-from gateway.delivery.engine import Dispatcher, lease, settle_failure
+from gateway.delivery.engine import Dispatcher
+from gateway.delivery.outcomes import lease, settle_failure
 from gateway.destinations import webhooks
 from gateway.errors import DeliveryError
-from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
-from gateway.stats import account_stats
 from gateway.store.models import Destination, QueueItem, utcnow
-from tests.conftest import PASSWORD, make_runtime
-from tests.fixtures.http_receiver import Receiver, Reply, Request
+from tests.support.delivery import SECRET, deliveries, event_ids, pending, signature_ok
+from tests.support.events import ingest, raw_event
+from tests.support.http_receiver import Receiver, Reply
+from tests.support.net import refused_url
+from tests.support.runtime import PASSWORD, make_runtime
 
-SECRET = "whsec_" + base64.b64encode(b"a webhook secret of 32 bytes...!").decode()
 Tuned = Callable[..., tuple[Runtime, NewAccount]]
-
-
-def raw(uid: str, etype: str = "OPEN", occurred_at: str = "2026-11-24T10:15:00Z", **fields: Any) -> dict[str, Any]:
-    """A valid raw event with producer id ``uid``."""
-    event: dict[str, Any] = {"id": uid, "type": etype, "occurred_at": occurred_at, "email": f"{uid}@example.com"}
-    if etype == "CLICK":
-        event["url"] = "https://example.com/offer"
-    return {**event, **fields}
-
-
-def ingest(runtime: Runtime, account_id: int, raws: list[dict[str, Any]]) -> None:
-    assert ingest_request(runtime.sessions, account_id, raws).accepted == len(raws)
 
 
 def add_webhook(runtime: Runtime, account_id: int, url: str, events: list[str] | None = None,
@@ -66,37 +52,11 @@ def attempt_log(runtime: Runtime, account_id: int, webhook_id: int) -> list[dict
         return webhooks.attempts(session, account_id, webhook_id)[::-1]
 
 
-def pending(runtime: Runtime, account_id: int, destination_id: int) -> int:
-    with runtime.sessions() as session:
-        return account_stats(session, account_id)["pending"][str(destination_id)]["pending"]  # type: ignore[no-any-return]
-
-
 def notifications(runtime: Runtime) -> list[dict[str, Any]]:
     """GET /api/v1/notifications of acme, through the web application."""
     answer = create_app(runtime).test_client().get("/api/v1/notifications", auth=("acme", PASSWORD))
     assert answer.status_code == 200
     return answer.get_json()["notifications"]  # type: ignore[no-any-return]
-
-
-def signature_ok(request: Request, secret: str) -> bool:
-    """Check a Standard Webhooks signature with nothing but hmac and base64."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{request.headers['webhook-id']}.{request.headers['webhook-timestamp']}.".encode() + request.body
-    expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    return any(hmac.compare_digest(expected, given) for given in request.headers["webhook-signature"].split(" "))
-
-
-def event_ids(request: Request) -> list[str]:
-    """The producer ids of the events one request carried, in any of the three formats."""
-    if request.headers["Content-Type"] == "application/x-www-form-urlencoded":
-        return [dict(parse_qsl(request.body.decode()))["eventId"]]
-    body = json.loads(request.body)
-    return [e["id"] for e in body] if isinstance(body, list) else [body["id"]]
-
-
-def deliveries(requests_: list[Request]) -> Counter[str]:
-    """How many times each event arrived."""
-    return Counter(uid for r in requests_ for uid in event_ids(r))
 
 
 def until(condition: Callable[[], Any], dispatcher: Dispatcher | None = None, timeout: float = 10.0) -> Any:
@@ -111,13 +71,6 @@ def until(condition: Callable[[], Any], dispatcher: Dispatcher | None = None, ti
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
-
-
-def refused_url() -> str:
-    """A loopback URL nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
 
 
 @pytest.fixture
@@ -153,8 +106,8 @@ def test_json_batches_arrive_signed_and_each_event_exactly_once(
     runtime: Runtime, account: NewAccount, http_receiver: Receiver, dispatchers: Callable[[Runtime], Dispatcher]
 ) -> None:
     hook = add_webhook(runtime, account.id, http_receiver.url, ["OPEN", "CLICK"], batch_max_events=7)
-    ingest(runtime, account.id, [raw(f"o{i}") for i in range(20)] + [raw(f"c{i}", "CLICK") for i in range(5)]
-           + [raw(f"b{i}", "BOUNCE") for i in range(4)])
+    ingest(runtime, account.id, [raw_event(f"o{i}") for i in range(20)]
+           + [raw_event(f"c{i}", "CLICK") for i in range(5)] + [raw_event(f"b{i}", "BOUNCE") for i in range(4)])
 
     dispatchers(runtime).drain()
 
@@ -182,7 +135,7 @@ def test_single_formats_post_one_signed_request_per_event(
     fmt: str,
 ) -> None:
     add_webhook(runtime, account.id, http_receiver.url, ["OPEN", "CLICK"], format=fmt)
-    ingest(runtime, account.id, [raw("o1"), raw("c1", "CLICK"), raw("o2")])
+    ingest(runtime, account.id, [raw_event("o1"), raw_event("c1", "CLICK"), raw_event("o2")])
 
     dispatchers(runtime).drain()
 
@@ -208,7 +161,7 @@ def test_a_failed_batch_is_retried_with_the_same_webhook_id(
     runtime, account = tuned(retry_schedule=(0.2,))
     hook = add_webhook(runtime, account.id, http_receiver.url)
     http_receiver.queue([Reply(500, b"try later")])
-    ingest(runtime, account.id, [raw("e1"), raw("e2")])
+    ingest(runtime, account.id, [raw_event("e1"), raw_event("e2")])
     dispatcher = dispatchers(runtime)
 
     dispatcher.drain()
@@ -237,7 +190,7 @@ def test_retry_after_sets_the_next_try_up_to_the_cap(
     if retry_after == "http-date":
         retry_after = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=45), usegmt=True)
     http_receiver.respond(429, b"slow down", headers={"Retry-After": retry_after})
-    ingest(runtime, account.id, [raw("e1"), raw("e2")])
+    ingest(runtime, account.id, [raw_event("e1"), raw_event("e2")])
 
     dispatcher = dispatchers(runtime)
     dispatcher.drain()
@@ -257,7 +210,7 @@ def test_410_gone_deactivates_at_once(
 ) -> None:
     hook = add_webhook(runtime, account.id, http_receiver.url)
     http_receiver.respond(410, b"no such hook")
-    ingest(runtime, account.id, [raw("e1")])
+    ingest(runtime, account.id, [raw_event("e1")])
 
     dispatchers(runtime).drain()
 
@@ -278,7 +231,7 @@ def test_a_redirect_counts_as_a_failure(
     runtime, account = tuned(retry_schedule=(60,))
     hook = add_webhook(runtime, account.id, http_receiver.url)
     http_receiver.respond(302, b"", headers={"Location": "https://elsewhere.example/hook"})
-    ingest(runtime, account.id, [raw("e1")])
+    ingest(runtime, account.id, [raw_event("e1")])
 
     dispatchers(runtime).drain()
 
@@ -295,7 +248,7 @@ def test_a_hanging_endpoint_fails_after_its_timeout_with_a_clear_message(
     runtime, account = tuned(retry_schedule=(60,))
     hook = add_webhook(runtime, account.id, http_receiver.url, timeout_seconds=1)
     http_receiver.respond(delay=5)
-    ingest(runtime, account.id, [raw("e1")])
+    ingest(runtime, account.id, [raw_event("e1")])
 
     started = time.monotonic()
     dispatchers(runtime).drain()
@@ -316,7 +269,7 @@ def test_the_attempt_log_keeps_status_duration_and_a_bounded_excerpt(
     hook = add_webhook(runtime, account.id, http_receiver.url)
     http_receiver.queue([Reply(503, b"\x1b[31mdown\x00 " + b"x" * 200_000, delay=0.1)])
     http_receiver.respond(200, b"thanks")
-    ingest(runtime, account.id, [raw("e1"), raw("e2")])
+    ingest(runtime, account.id, [raw_event("e1"), raw_event("e2")])
 
     until(lambda: pending(runtime, account.id, hook) == 0, dispatchers(runtime))
 
@@ -337,7 +290,7 @@ def test_a_failing_webhook_is_deactivated_keeps_its_events_and_replays_them_on_a
     runtime, account = tuned(deactivate_after_failures=2, retry_schedule=(0, 0.1))
     hook = add_webhook(runtime, account.id, http_receiver.url)
     http_receiver.respond(500, b"broken")
-    ingest(runtime, account.id, [raw(f"a{i}") for i in range(5)])
+    ingest(runtime, account.id, [raw_event(f"a{i}") for i in range(5)])
     dispatcher = dispatchers(runtime)
 
     dispatcher.drain()
@@ -348,7 +301,7 @@ def test_a_failing_webhook_is_deactivated_keeps_its_events_and_replays_them_on_a
     assert notice["kind"] == "deactivated" and notice["destination_id"] == hook
     assert f"#{hook}" in notice["message"] and "broken" in notice["message"]
 
-    ingest(runtime, account.id, [raw(f"b{i}") for i in range(5)])
+    ingest(runtime, account.id, [raw_event(f"b{i}") for i in range(5)])
     dispatcher.drain()
     assert len(http_receiver.requests) == 2
     assert pending(runtime, account.id, hook) == 10
@@ -369,10 +322,10 @@ def test_activating_without_replay_drops_what_accumulated(
     runtime, account = tuned(deactivate_after_failures=2, retry_schedule=(0, 0.1))
     hook = add_webhook(runtime, account.id, http_receiver.url)
     http_receiver.respond(500)
-    ingest(runtime, account.id, [raw(f"a{i}") for i in range(3)])
+    ingest(runtime, account.id, [raw_event(f"a{i}") for i in range(3)])
     dispatcher = dispatchers(runtime)
     dispatcher.drain()
-    ingest(runtime, account.id, [raw(f"b{i}") for i in range(3)])
+    ingest(runtime, account.id, [raw_event(f"b{i}") for i in range(3)])
     assert webhook(runtime, account.id, hook)["active"] is False
 
     http_receiver.respond(200)
@@ -382,7 +335,7 @@ def test_activating_without_replay_drops_what_accumulated(
     dispatcher.drain()
     assert len(http_receiver.requests) == 2
 
-    ingest(runtime, account.id, [raw("c1")])
+    ingest(runtime, account.id, [raw_event("c1")])
     dispatcher.drain()
     assert deliveries(http_receiver.requests[2:]) == Counter(["c1"])
 
@@ -391,14 +344,14 @@ def test_replaying_a_window_redelivers_exactly_its_events(
     runtime: Runtime, account: NewAccount, http_receiver: Receiver, dispatchers: Callable[[Runtime], Dispatcher]
 ) -> None:
     # Stored before the webhook existed, so only the replay brings it to the webhook.
-    ingest(runtime, account.id, [raw("early", occurred_at="2026-11-24T10:30:00Z")])
+    ingest(runtime, account.id, [raw_event("early", occurred_at="2026-11-24T10:30:00Z")])
     hook = add_webhook(runtime, account.id, http_receiver.url, ["OPEN", "CLICK"])
     ingest(runtime, account.id, [
-        raw("before", occurred_at="2026-11-24T09:59:59Z"),
-        raw("start", occurred_at="2026-11-24T10:00:00Z"),
-        raw("inside", "CLICK", occurred_at="2026-11-24T10:45:00Z"),
-        raw("bounce", "BOUNCE", occurred_at="2026-11-24T10:45:00Z"),
-        raw("end", occurred_at="2026-11-24T11:00:00Z"),
+        raw_event("before", occurred_at="2026-11-24T09:59:59Z"),
+        raw_event("start", occurred_at="2026-11-24T10:00:00Z"),
+        raw_event("inside", "CLICK", occurred_at="2026-11-24T10:45:00Z"),
+        raw_event("bounce", "BOUNCE", occurred_at="2026-11-24T10:45:00Z"),
+        raw_event("end", occurred_at="2026-11-24T11:00:00Z"),
     ])
     dispatcher = dispatchers(runtime)
     dispatcher.drain()
@@ -424,7 +377,7 @@ def test_dead_and_hanging_endpoints_do_not_hold_up_a_healthy_one(
         dead = add_webhook(runtime, account.id, refused_url(), batch_max_events=5)
         hanging = add_webhook(runtime, account.id, silent_url, batch_max_events=5, timeout_seconds=10)
         healthy = add_webhook(runtime, account.id, http_receiver.url, batch_max_events=5)
-        ingest(runtime, account.id, [raw(f"e{i}") for i in range(40)])
+        ingest(runtime, account.id, [raw_event(f"e{i}") for i in range(40)])
         dispatcher = dispatchers(runtime)
 
         started = time.monotonic()
@@ -446,8 +399,9 @@ def test_an_account_never_receives_another_accounts_events(
     add_webhook(runtime, account.id, http_receiver.url + "/acme", ["OPEN", "CLICK"])
     add_webhook(runtime, other_account.id, http_receiver.url + "/globex", ["OPEN"])
     # The same producer ids in both accounts, with different recipients.
-    ingest(runtime, account.id, [raw("e1", email="one@acme.example"), raw("e2", "CLICK", email="two@acme.example")])
-    ingest(runtime, other_account.id, [raw("e1", email="one@globex.example"), raw("e3", "CLICK")])
+    ingest(runtime, account.id, [raw_event("e1", email="one@acme.example"),
+                                 raw_event("e2", "CLICK", email="two@acme.example")])
+    ingest(runtime, other_account.id, [raw_event("e1", email="one@globex.example"), raw_event("e3", "CLICK")])
 
     dispatchers(runtime).drain()
 
@@ -462,7 +416,7 @@ def test_an_expired_lease_is_delivered_by_another_dispatcher_with_the_same_id(
     runtime: Runtime, account: NewAccount, http_receiver: Receiver, dispatchers: Callable[[Runtime], Dispatcher]
 ) -> None:
     hook = add_webhook(runtime, account.id, http_receiver.url)
-    ingest(runtime, account.id, [raw(f"e{i}") for i in range(3)])
+    ingest(runtime, account.id, [raw_event(f"e{i}") for i in range(3)])
     # A dispatcher takes the batch and dies without delivering it.
     with runtime.sessions.begin() as session:
         destination = session.get(Destination, hook)
@@ -487,7 +441,7 @@ def test_a_retried_batch_keeps_its_events_when_the_batch_size_is_lowered(
     runtime, account = tuned(retry_schedule=(0.2,))
     hook = add_webhook(runtime, account.id, http_receiver.url, batch_max_events=10)
     http_receiver.queue([Reply(500)])
-    ingest(runtime, account.id, [raw(f"e{i}") for i in range(10)])
+    ingest(runtime, account.id, [raw_event(f"e{i}") for i in range(10)])
     dispatcher = dispatchers(runtime)
     dispatcher.drain()
 
@@ -503,7 +457,7 @@ def test_a_retried_batch_keeps_its_events_when_the_batch_size_is_lowered(
 
 def test_dispatchers_racing_for_a_retried_batch_never_split_it(runtime: Runtime, account: NewAccount) -> None:
     hook = add_webhook(runtime, account.id, refused_url(), batch_max_events=100)
-    ingest(runtime, account.id, [raw(f"e{i}") for i in range(50)])
+    ingest(runtime, account.id, [raw_event(f"e{i}") for i in range(50)])
     retry_now = runtime.settings.replace(retry_schedule=(0,))
     with runtime.sessions.begin() as session:
         held = lease(session, session.get(Destination, hook), utcnow(), 60)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ event is in two files, and none is left out. A period is cut once; rows that arr
 
 Events stream from the store into a temporary file line by line, so memory does not grow
 with the size of a period. Failures, retries with backoff and deactivation are the
-delivery engine's (``dispatch.settle_failure``).
+delivery outcomes' (``outcomes.settle_failure``).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -32,17 +32,18 @@ from typing import IO, Any
 from urllib.parse import urlencode
 
 import orjson
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from gateway import metrics
-from gateway.delivery.engine import Lease, settle_failure, settle_success
+from gateway.delivery.outcomes import Lease, settle_failure, settle_success
 from gateway.destinations.kinds import FILE_KINDS, file_target
 from gateway.errors import Conflict, DeliveryError, NotFound, Problem, ValidationError
 from gateway.events import formats, model
 from gateway.runtime import Runtime
-from gateway.store.models import PENDING, Attempt, Destination, QueueItem, utcnow
-from gateway.store.queue import events_behind
+from gateway.store import queue
+from gateway.store.models import Attempt, Destination, QueueItem, utcnow
+from gateway.store.queue import PENDING, events_behind
 from gateway.store.rows import to_event
 from sinks.base import Receipt
 from sinks.ftp import FileTarget, uploader_for
@@ -229,7 +230,7 @@ def write_file(events: Iterable[model.Event], path: Path, plan: FilePlan) -> int
         return write_lines(events, out, plan.line_format)
 
 
-def period_events(runtime: Runtime, destination_id: int, lease: str) -> Iterator[model.Event]:
+def period_events(runtime: Runtime, destination_id: int, lease: str) -> Generator[model.Event, None, None]:
     """The events of a cut period in arrival order, streamed (a server-side cursor on PostgreSQL).
 
     Read-only, so on SQLite it reads a snapshot and never holds ingest or delivery up.
@@ -254,14 +255,11 @@ def _last_cut(session: Session, destination_id: int) -> datetime | None:
     return _period_start(latest) if latest else None
 
 
-def _lease_rows(session: Session, destination_id: int, condition: Any, lease: str, now: datetime | None) -> None:
+def _lease_rows(session: Session, destination_id: int, condition: ColumnElement[bool], lease: str,
+                now: datetime | None) -> None:
     """Give the pending rows that match ``condition`` the period's lease id; with ``now``, also lease them from now."""
-    values: dict[str, Any] = {"lease_id": lease}
-    if now is not None:
-        values.update(state="leased", due_at=now + timedelta(seconds=EXPORT_LEASE_SECONDS),
-                      attempts=QueueItem.attempts + 1)
-    session.execute(update(QueueItem).where(QueueItem.destination_id == destination_id, PENDING, condition)
-                    .values(values), execution_options={"synchronize_session": False})
+    until = now + timedelta(seconds=EXPORT_LEASE_SECONDS) if now is not None else None
+    queue.assign_period(session, destination_id, condition, lease, until)
 
 
 def _cut_next(session: Session, destination_id: int, plan: FilePlan, closed_until: datetime,
@@ -295,8 +293,7 @@ def _held_by(destination_id: int, lease: str) -> ColumnElement[bool]:
 
 def _attempts_of(session: Session, destination_id: int, lease: str) -> int:
     """Tries made before this one, as the engine's backoff counts them."""
-    taken = session.scalar(select(QueueItem.attempts)
-                           .where(_held_by(destination_id, lease), QueueItem.state == "leased").limit(1))
+    taken = queue.leased_attempts(session, destination_id, lease)
     return max(int(taken or 1) - 1, 0)
 
 
@@ -343,9 +340,10 @@ def _upload(runtime: Runtime, destination_id: int, plan: FilePlan, target: FileT
         raise
     except Exception as exc:  # a bug or a local disk problem must not wedge the period: retry it later
         log.exception("export of %s failed", lease)
-        error = DeliveryError(f"internal error: {exc}")
-        _fail(runtime, destination_id, lease, attempts, count, started, time.monotonic() - clock, error, on_deactivate)
-        raise error from exc
+        failure = DeliveryError(f"internal error: {exc}")
+        _fail(runtime, destination_id, lease, attempts, count, started, time.monotonic() - clock, failure,
+              on_deactivate)
+        raise failure from exc
     seconds = time.monotonic() - clock
     metrics.LATENCY.observe(seconds)
     detail = f"{count} events of {period}: {receipt.detail}"
@@ -481,8 +479,7 @@ def export_period(runtime: Runtime, destination_id: int, day: date, hour: int | 
             raise _problem("date", f"the period {period} has not ended yet")
         lease = lease_id(destination_id, period)
         if session.scalar(select(QueueItem.id).where(QueueItem.lease_id == lease).limit(1)) is not None:
-            if session.scalar(select(QueueItem.id).where(QueueItem.lease_id == lease, QueueItem.state == "leased",
-                                                         QueueItem.due_at > now).limit(1)) is not None:
+            if queue.is_held(session, lease, now):
                 raise Conflict(f"the file of {period} is being uploaded right now; try again when that is done")
             _lease_rows(session, destination_id, QueueItem.lease_id == lease, lease, now)
         else:

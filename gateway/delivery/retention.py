@@ -8,6 +8,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
+from gateway.store import queue
 from gateway.store.models import Event, LegacySession, PullBatch, QueueItem, utcnow
 
 
@@ -30,10 +31,7 @@ def purge(sessions: sessionmaker[Session], settings: Settings) -> Purged:
     now = utcnow()
     keep = timedelta(days=max(settings.retention_days, settings.recovery_days))
     with sessions.begin() as session:
-        queue_rows = session.execute(
-            delete(QueueItem).where(QueueItem.state == "done", QueueItem.done_at < now - keep),
-            execution_options={"synchronize_session": False},
-        ).rowcount  # type: ignore[attr-defined]
+        queue_rows = queue.purge_done(session, now - keep)
         events = session.execute(
             delete(Event).where(Event.received_at < now - keep,
                                 ~exists(select(QueueItem.id).where(QueueItem.event_id == Event.id))),
@@ -48,4 +46,4 @@ def purge(sessions: sessionmaker[Session], settings: Settings) -> Purged:
                 LegacySession.last_seen_at < now - timedelta(seconds=settings.session_idle_seconds)),
             execution_options={"synchronize_session": False},
         ).rowcount  # type: ignore[attr-defined]
-    return Purged(int(queue_rows or 0), int(events or 0), int(batches or 0), int(idle or 0))
+    return Purged(queue_rows, int(events or 0), int(batches or 0), int(idle or 0))

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import paramiko
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
@@ -25,7 +25,8 @@ from gateway.errors import DeliveryError, NotFound, Problem, ValidationError
 from gateway.events import formats, model
 from gateway.notices import check_address
 from gateway.runtime import Runtime
-from gateway.store.models import PENDING, Account, Attempt, Destination, Notice, QueueItem, utcnow
+from gateway.store import queue
+from gateway.store.models import Account, Attempt, Destination, Notice, utcnow
 from sinks.ftp import DEFAULT_PORTS, known_host_entries, load_private_key, uploader_for
 
 MANAGED_KINDS = ("email", "ftp", "sftp")
@@ -337,16 +338,10 @@ def activate(session: Session, destination: Destination, replay: bool) -> dict[s
     """
     now = utcnow()
     dropped = 0
-    waiting = (QueueItem.destination_id == destination.id, PENDING)
-    pending = select(func.count()).select_from(QueueItem).where(*waiting)
     if replay:
-        retry = (QueueItem.lease_id.is_not(None),) if destination.kind in FILE_KINDS else ()
-        session.execute(update(QueueItem).where(*waiting, *retry).values(state="ready", due_at=now, attempts=0),
-                        execution_options={"synchronize_session": False})
+        queue.requeue_pending(session, destination.id, now, assigned_only=destination.kind in FILE_KINDS)
     elif not destination.active:
-        dropped = int(session.scalar(pending) or 0)
-        session.execute(update(QueueItem).where(*waiting).values(state="done", done_at=now),
-                        execution_options={"synchronize_session": False})
+        dropped = queue.drop_pending(session, destination.id, now)
     destination.active = True
     destination.deactivated_at = None
     destination.failing_since = None
@@ -357,7 +352,8 @@ def activate(session: Session, destination: Destination, replay: bool) -> dict[s
                        message=f"{label} #{destination.id} activated"
                        + (" with replay" if replay else "")
                        + (f"; {dropped} accumulated events dropped" if dropped else "")))
-    return {"id": destination.id, "active": True, "queued": int(session.scalar(pending) or 0), "dropped": dropped}
+    return {"id": destination.id, "active": True, "queued": queue.count_pending(session, destination.id),
+            "dropped": dropped}
 
 
 def attempts(session: Session, destination_id: int, limit: int = 100) -> list[dict[str, Any]]:

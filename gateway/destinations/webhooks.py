@@ -13,17 +13,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
-from gateway.delivery.engine import batch_size
+from gateway.delivery.outcomes import batch_size
 from gateway.destinations import management as admin
 from gateway.destinations import routing
 from gateway.destinations.kinds import sink_for
 from gateway.errors import NotFound
 from gateway.events import formats, model
-from gateway.store.models import Destination, Event, Notice, QueueItem, utcnow
+from gateway.store import queue
+from gateway.store.models import Destination, Event, Notice, utcnow
 from sinks.http import FORMATS, generate_secret, parse_secret
 
 MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 60.0
@@ -212,20 +213,7 @@ def replay(session: Session, account_id: int, webhook_id: int, since: datetime, 
     types = routing.types_of(session, webhook_id)
     window = and_(Event.account_id == account_id, Event.type.in_(types), Event.occurred_at >= since,
                   Event.occurred_at < until)
-    existing = session.execute(
-        update(QueueItem)
-        .where(QueueItem.destination_id == webhook_id,
-               QueueItem.event_id.in_(select(Event.id).where(window)))
-        .values(state="ready", due_at=now, lease_id=None, attempts=0),
-        execution_options={"synchronize_session": False},
-    ).rowcount  # type: ignore[attr-defined]
-    missing = select(Event.id, Event.type).where(window, ~exists().where(
-        QueueItem.destination_id == webhook_id, QueueItem.event_id == Event.id))
-    rows = [{"destination_id": webhook_id, "event_id": event_id, "event_type": etype, "state": "ready",
-             "due_at": now, "attempts": 0} for event_id, etype in session.execute(missing)]
-    if rows:
-        session.execute(QueueItem.__table__.insert(), rows)  # type: ignore[attr-defined]
-    return int(existing or 0) + len(rows)
+    return queue.requeue_events(session, webhook_id, window, now)
 
 
 def attempts(session: Session, account_id: int, webhook_id: int, limit: int = 100) -> list[dict[str, Any]]:

@@ -15,7 +15,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    literal_column,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -60,7 +59,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if isinstance(value, str):
             return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        moment: datetime = value
+        return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 def utcnow() -> datetime:
@@ -157,9 +157,8 @@ class Route(Base):
 class QueueItem(Base):
     """One event waiting for (or delivered to) one destination.
 
-    ``state`` is ``ready`` (due at ``due_at``), ``leased`` (held by ``lease_id`` until
-    ``due_at``, after which it is due again) or ``done``. Written in the same
-    transaction as its event.
+    ``state`` is one of ``gateway.store.queue.QueueState``, which owns every change of it.
+    Written in the same transaction as its event.
     """
 
     __tablename__ = "queue"
@@ -184,10 +183,6 @@ class QueueItem(Base):
     lease_id: Mapped[str | None] = mapped_column(String(40))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     done_at: Mapped[datetime | None]
-
-
-# Written inline, not as a bound parameter, so that SQLite can use the partial indexes.
-PENDING = QueueItem.state != literal_column("'done'")
 
 
 class Attempt(Base):

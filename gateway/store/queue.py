@@ -1,19 +1,67 @@
-"""The queries pull and the dispatcher share: which rows are due, and the events behind rows."""
+"""The queue: one row per (destination, event), its states, and every transition between them.
+
+A row is ``ready`` (due at ``due_at``), ``leased`` (held by ``lease_id`` until ``due_at``,
+after which it is due again) or ``done``. This is the only module that writes a row's
+state: ingest enqueues, pull and the delivery engine take and settle, management requeues
+or drops, retention purges, each through a function here. Takers use one
+``UPDATE ... WHERE id IN (SELECT ... ORDER BY id LIMIT n [FOR UPDATE SKIP LOCKED])``, so
+concurrent takers never get the same row.
+"""
 from __future__ import annotations
 
+import enum
+import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import BindParameter, ColumnElement, Select, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import GenerativeSelect
 
 from gateway.events import model
-from gateway.store.models import PENDING, Event, QueueItem, UTCDateTime
+from gateway.store.models import Event, QueueItem, Route, UTCDateTime
 from gateway.store.rows import EVENT_COLUMNS, to_event
+
+
+class QueueState(str, enum.Enum):
+    """Where a queue row stands."""
+
+    READY = "ready"
+    LEASED = "leased"
+    DONE = "done"
+
+
+# Written inline, not as a bound parameter, so that SQLite can use the partial indexes
+# (``state != 'done'``) over the rows still waiting.
+PENDING = QueueItem.state != literal_column(f"'{QueueState.DONE.value}'")
+# Transitions of many rows write through the Core table: the ORM's bulk-update
+# bookkeeping would cost more than the statements themselves.
+QUEUE: Table = QueueItem.__table__  # type: ignore[assignment]
+_BULK = {"synchronize_session": False}
+
+
+def _count(result: Any) -> int:
+    return int(result.rowcount or 0)
 
 
 class _Unindexed(FunctionElement[datetime]):
@@ -35,7 +83,7 @@ def _unary_plus(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
 
 
 def due_rows(destination_id: int | BindParameter[Any], now: datetime | BindParameter[Any],
-             types: Sequence[str] = ()) -> Select[tuple[int]]:
+             types: Sequence[str] = ()) -> Select[int]:
     """Ids of the destination's waiting rows that are due now (optionally of some types), oldest first.
 
     ``destination_id`` and ``now`` may be bound parameters, for a statement built once.
@@ -65,3 +113,245 @@ def queued_events(session: Session, query: Select[Any], params: Mapping[str, Any
     # query when a batch holds thousands of events.
     rows = session.connection().execute(query, params).all()  # one fetchall, not a driver call per row
     return [to_event(row) for row in rows]
+
+
+def _skips_locked(session: Session) -> bool:
+    """Whether takers on this database skip rows another transaction holds (PostgreSQL) rather than
+    relying on the database's single writer (SQLite)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+_Taking = TypeVar("_Taking", bound=GenerativeSelect)
+
+
+def _locked(query: _Taking, skip_locked: bool) -> _Taking:
+    return query.with_for_update(skip_locked=True) if skip_locked else query
+
+
+# --- enqueue
+
+_SQLITE_ENQUEUE = (
+    "INSERT INTO queue (destination_id, event_id, event_type, state, due_at, attempts) "
+    f"SELECT routes.destination_id, events.id, events.type, '{QueueState.READY.value}', ?, 0 FROM events "
+    "JOIN routes ON routes.account_id = events.account_id AND routes.event_type = events.type "
+    "WHERE events.id > ? ORDER BY routes.destination_id, events.id"
+)
+
+
+def enqueue_arrivals(session: Session, arrived: ColumnElement[bool], now: datetime) -> None:
+    """Queue the events ``arrived`` selects for every destination their type is routed to, due ``now``.
+
+    Each destination's rows are written together, so one destination's batch sits on few
+    pages however many destinations share its event types.
+    """
+    events: Table = Event.__table__  # type: ignore[assignment]
+    routes: Table = Route.__table__  # type: ignore[assignment]
+    session.execute(QUEUE.insert().from_select(
+        ["destination_id", "event_id", "event_type", "state", "due_at", "attempts"],
+        select(routes.c.destination_id, events.c.id, events.c.type, literal(QueueState.READY.value),
+               literal(now, UTCDateTime()), literal(0))
+        .join(routes, and_(routes.c.account_id == events.c.account_id, routes.c.event_type == events.c.type))
+        .where(arrived).order_by(routes.c.destination_id, events.c.id),
+    ))
+
+
+def enqueue_arrivals_sqlite(session: Session, received: str, after_id: int) -> None:
+    """``enqueue_arrivals`` of every event with an id above ``after_id``, on SQLite.
+
+    The embedded default's hottest path: one plain statement, with ``received`` already in
+    the stored time format.
+    """
+    session.connection().exec_driver_sql(_SQLITE_ENQUEUE, (received, after_id))
+
+
+def requeue_events(session: Session, destination_id: int, window: ColumnElement[bool], now: datetime) -> int:
+    """Queue the events ``window`` selects for the destination again, due ``now``; returns how many.
+
+    Rows the destination had for them start over (fresh message ids, no attempts); the
+    missing ones are added.
+    """
+    existing = session.execute(
+        update(QueueItem)
+        .where(QueueItem.destination_id == destination_id, QueueItem.event_id.in_(select(Event.id).where(window)))
+        .values(state=QueueState.READY.value, due_at=now, lease_id=None, attempts=0),
+        execution_options=_BULK,
+    )
+    missing = select(Event.id, Event.type).where(window, ~exists().where(
+        QueueItem.destination_id == destination_id, QueueItem.event_id == Event.id))
+    rows = [{"destination_id": destination_id, "event_id": event_id, "event_type": event_type,
+             "state": QueueState.READY.value, "due_at": now, "attempts": 0}
+            for event_id, event_type in session.execute(missing)]
+    if rows:
+        session.execute(QUEUE.insert(), rows)
+    return _count(existing) + len(rows)
+
+
+# --- take and settle
+
+_HELD = and_(QueueItem.destination_id == bindparam("destination"), QueueItem.lease_id == bindparam("lease"),
+             QueueItem.state == QueueState.LEASED.value)
+_SETTLE = update(QUEUE).where(_HELD).values(state=QueueState.DONE.value, done_at=bindparam("now", type_=UTCDateTime()))
+
+
+def take_for_pull(session: Session, due: Select[Any], batch_id: str, now: datetime,
+                  lease_until: datetime | None) -> None:
+    """Take the rows ``due`` selects (a limited ``due_rows``) for pull batch ``batch_id``.
+
+    Without ``lease_until`` they are collected at once (mark-as-read); with it they are
+    leased until then, and due again if not acknowledged by then.
+    """
+    values: dict[str, Any] = (
+        {"state": QueueState.DONE.value, "done_at": now, "lease_id": batch_id}
+        if lease_until is None
+        else {"state": QueueState.LEASED.value, "due_at": lease_until, "lease_id": batch_id}
+    )
+    rows = _locked(due, _skips_locked(session))  # concurrent pullers skip each other's rows
+    session.execute(update(QueueItem).where(QueueItem.id.in_(rows.scalar_subquery())).values(**values),
+                    execution_options=_BULK)
+
+
+def settle(session: Session, destination_id: int, lease_id: str, now: datetime) -> int:
+    """Mark the rows the lease still holds as done; returns how many."""
+    result = session.connection().execute(_SETTLE, {"destination": destination_id, "lease": lease_id, "now": now})
+    return _count(result)
+
+
+def reschedule(session: Session, destination_id: int, lease_id: str, due_at: datetime) -> None:
+    """Give the lease's rows back, due again at ``due_at`` under the same lease id (a retry)."""
+    session.execute(
+        update(QueueItem)
+        .where(QueueItem.destination_id == destination_id, QueueItem.lease_id == lease_id,
+               QueueItem.state == QueueState.LEASED.value)
+        .values(state=QueueState.READY.value, due_at=due_at),
+        execution_options=_BULK,
+    )
+
+
+@dataclass(frozen=True)
+class _PushStatements:
+    """The statements of taking a push batch, built once: building them costs more than SQLite
+    takes to run some of them. Values go in as bound parameters."""
+
+    oldest: Select[str | None, int]
+    take_fresh: Update
+    take_retry: Update
+    events: Select[Any]
+
+
+def _push_statements(skip_locked: bool) -> _PushStatements:
+    due = due_rows(bindparam("destination"), bindparam("now", type_=UTCDateTime()))
+
+    def take(rows: Select[Any]) -> Update:
+        return (update(QUEUE).where(QUEUE.c.id.in_(_locked(rows, skip_locked).scalar_subquery()))
+                .values(state=QueueState.LEASED.value, lease_id=bindparam("lease"),
+                        due_at=bindparam("until", type_=UTCDateTime()), attempts=QUEUE.c.attempts + 1))
+
+    return _PushStatements(
+        oldest=_locked(due.with_only_columns(QueueItem.lease_id, QueueItem.attempts).limit(1), skip_locked),
+        take_fresh=take(due.where(QueueItem.lease_id.is_(None)).limit(bindparam("max_events"))),
+        take_retry=take(due.where(QueueItem.lease_id == bindparam("retry"))),
+        events=events_behind(_HELD),
+    )
+
+
+_PUSH = {skip_locked: _push_statements(skip_locked) for skip_locked in (False, True)}
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A push batch just leased: its lease (message) id, its events, and the tries made before this one."""
+
+    lease_id: str
+    events: list[model.Event]
+    attempts: int
+
+
+def take_push_batch(session: Session, destination_id: int, now: datetime, until: datetime,
+                    max_events: int) -> Taken | None:
+    """Lease the destination's next due batch until ``until``: a retry keeps its rows and lease id,
+    else up to ``max_events`` fresh rows get a new one. None when nothing is due."""
+    statements = _PUSH[_skips_locked(session)]
+    connection = session.connection()
+    first = connection.execute(statements.oldest, {"destination": destination_id, "now": now}).first()
+    if first is None:
+        return None
+    retry_id, attempts = first
+    lease_id = retry_id or "msg_" + secrets.token_urlsafe(18)
+    taking = {"destination": destination_id, "now": now, "lease": lease_id, "until": until}
+    # A retry takes its whole batch even if the batch size was lowered since: one message
+    # id always carries the same events.
+    if retry_id:
+        result = connection.execute(statements.take_retry, {**taking, "retry": retry_id})
+    else:
+        result = connection.execute(statements.take_fresh, {**taking, "max_events": max_events})
+    if not _count(result):
+        return None
+    events = queued_events(session, statements.events, {"destination": destination_id, "lease": lease_id})
+    return Taken(lease_id, events, attempts)
+
+
+# --- file periods
+
+def assign_period(session: Session, destination_id: int, rows: ColumnElement[bool], lease_id: str,
+                  lease_until: datetime | None) -> None:
+    """Give the destination's pending rows that match ``rows`` a file period's lease id; with
+    ``lease_until`` also lease them until then (counting a try), else they stay due."""
+    values: dict[str, Any] = {"lease_id": lease_id}
+    if lease_until is not None:
+        values.update(state=QueueState.LEASED.value, due_at=lease_until, attempts=QueueItem.attempts + 1)
+    session.execute(update(QueueItem).where(QueueItem.destination_id == destination_id, PENDING, rows)
+                    .values(values), execution_options=_BULK)
+
+
+def leased_attempts(session: Session, destination_id: int, lease_id: str) -> int | None:
+    """The try count of a leased row of the lease (None when none is leased)."""
+    return session.scalar(select(QueueItem.attempts).where(
+        QueueItem.destination_id == destination_id, QueueItem.lease_id == lease_id,
+        QueueItem.state == QueueState.LEASED.value).limit(1))
+
+
+def is_held(session: Session, lease_id: str, now: datetime) -> bool:
+    """Whether some row of the lease is leased and its lease has not run out at ``now``."""
+    return session.scalar(select(QueueItem.id).where(
+        QueueItem.lease_id == lease_id, QueueItem.state == QueueState.LEASED.value, QueueItem.due_at > now
+    ).limit(1)) is not None
+
+
+# --- what waits
+
+def count_pending(session: Session, destination_id: int) -> int:
+    """How many rows of the destination wait (ready or leased)."""
+    return int(session.scalar(select(func.count()).select_from(QueueItem).where(
+        QueueItem.destination_id == destination_id, PENDING)) or 0)
+
+
+def oldest_ready(session: Session, destination_id: int) -> datetime | None:
+    """The due time of the destination's oldest ready row."""
+    return session.scalar(select(func.min(QueueItem.due_at)).where(
+        QueueItem.destination_id == destination_id, QueueItem.state == QueueState.READY.value))
+
+
+# --- requeue, drop, purge
+
+def requeue_pending(session: Session, destination_id: int, now: datetime, *, assigned_only: bool = False) -> None:
+    """Make every waiting row of the destination due now with its tries forgotten (a replay);
+    with ``assigned_only``, only those that already carry a lease id."""
+    condition = [QueueItem.destination_id == destination_id, PENDING]
+    if assigned_only:
+        condition.append(QueueItem.lease_id.is_not(None))
+    session.execute(update(QueueItem).where(*condition)
+                    .values(state=QueueState.READY.value, due_at=now, attempts=0), execution_options=_BULK)
+
+
+def drop_pending(session: Session, destination_id: int, now: datetime) -> int:
+    """Mark every waiting row of the destination done without delivering it; returns how many."""
+    return _count(session.execute(
+        update(QueueItem).where(QueueItem.destination_id == destination_id, PENDING)
+        .values(state=QueueState.DONE.value, done_at=now), execution_options=_BULK))
+
+
+def purge_done(session: Session, before: datetime) -> int:
+    """Delete the rows done before ``before``; returns how many."""
+    return _count(session.execute(
+        delete(QueueItem).where(QueueItem.state == QueueState.DONE.value, QueueItem.done_at < before),
+        execution_options=_BULK))

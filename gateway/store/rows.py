@@ -16,8 +16,8 @@ from gateway.store.models import Event
 # as they come from the driver and converted by to_event: SQLAlchemy's per-value type
 # processing costs more than the read itself on the pull, delivery and export paths.
 EVENT_COLUMNS: Sequence[ColumnElement[Any]] = tuple(
-    type_coerce(Event.__table__.c[name], String) if name in model.TIME_FIELDS or name == "data"  # type: ignore[attr-defined]
-    else Event.__table__.c["uid" if name == "id" else name]  # type: ignore[attr-defined]
+    type_coerce(Event.__table__.c[name], String) if name in model.TIME_FIELDS or name == "data"
+    else Event.__table__.c["uid" if name == "id" else name]
     for name in model.FIELD_NAMES
 )
 _TIME_NAMES = tuple(name for name in model.FIELD_NAMES if name in model.TIME_FIELDS)

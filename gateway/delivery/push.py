@@ -1,0 +1,145 @@
+"""Push delivery: webhooks and email, batch by batch, through each destination's sink.
+
+For a destination with due work it leases a batch, hands it to the sink, and settles the
+outcome; after a success the next batch is leased in the same transaction, so a busy
+destination costs one write transaction per batch. Sinks (and their kept-alive
+connections) are kept per destination until its settings change.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from gateway import metrics
+from gateway.delivery.outcomes import Lease, batch_size, lease, settle_failure, settle_success
+from gateway.destinations.kinds import PUSH_KINDS, sink_for
+from gateway.errors import DeliveryError
+from gateway.runtime import Runtime
+from gateway.store import queue
+from gateway.store.models import Attempt, Destination, QueueItem, utcnow
+from gateway.store.queue import PENDING, due_rows
+
+log = logging.getLogger(__name__)
+
+
+class Pusher:
+    """Delivers the due batches of push destinations; one call of ``deliver_due`` per destination at a time."""
+
+    def __init__(self, runtime: Runtime, stopping: threading.Event,
+                 on_deactivate: Callable[[int], None] | None = None) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self._stopping = stopping
+        self._on_deactivate = on_deactivate
+        self._sinks: dict[int, tuple[dict[str, Any], Any]] = {}
+
+    def due_destinations(self, now: datetime) -> list[int]:
+        """Active push destinations with due work, read without taking the write lock."""
+        due = select(QueueItem.id).where(QueueItem.destination_id == Destination.id, PENDING,
+                                         QueueItem.due_at <= now).exists()
+        with self.runtime.read_sessions() as session:
+            destinations = session.scalars(
+                select(Destination).where(Destination.active.is_(True), Destination.kind.in_(PUSH_KINDS), due,
+                                          or_(Destination.paused_until.is_(None), Destination.paused_until <= now))
+            ).all()
+            return [d.id for d in destinations if self._ready(session, d, now)]
+
+    def _ready(self, session: Session, destination: Destination, now: datetime) -> bool:
+        """Honour a destination's fixed interval and its wait-to-fill batching."""
+        interval = float(destination.settings.get("interval_seconds") or 0)
+        if interval > 0:
+            last = session.scalar(select(func.max(Attempt.started_at)).where(
+                Attempt.destination_id == destination.id, Attempt.outcome == "delivered"))
+            if last is not None and now - last < timedelta(seconds=interval):
+                return False
+        wait = float(destination.settings.get("batch_max_wait_seconds") or 0)
+        if wait > 0:
+            oldest = queue.oldest_ready(session, destination.id)
+            size = batch_size(destination)
+            waiting = session.scalar(select(func.count()).select_from(
+                due_rows(destination.id, now).limit(size).subquery()))
+            if oldest is not None and now - oldest < timedelta(seconds=wait) and (waiting or 0) < size:
+                return False
+        return True
+
+    def deliver_due(self, destination_id: int) -> None:
+        """Deliver the destination's due batches one after another until none is left, one fails, or
+        the engine stops. Never raises: it runs on the engine's threads."""
+        try:
+            with self.runtime.sessions.begin() as session:
+                taken = self._lease_next(session, destination_id)
+            while taken is not None:
+                taken = self._deliver(destination_id, *taken)
+        except Exception:
+            log.exception("dispatch to destination #%s failed", destination_id)
+
+    def _sink(self, destination: Destination) -> Any:
+        # Keyed on the settings the sink is built from, not on updated_at, which every
+        # change of the destination's health bumps: the sink and its kept-alive
+        # connections outlive batches.
+        cached = self._sinks.get(destination.id)
+        if cached is None or cached[0] != destination.settings:
+            if cached is not None and hasattr(cached[1], "close"):
+                cached[1].close()
+            cached = (dict(destination.settings), sink_for(destination, self.settings))
+            self._sinks[destination.id] = cached
+        return cached[1]
+
+    def _lease_next(self, session: Session, destination_id: int) -> tuple[Lease, Any] | None:
+        """Lease the destination's next batch, with the sink to deliver it, unless stopping."""
+        if self._stopping.is_set():
+            return None
+        destination = session.get(Destination, destination_id)
+        if destination is None or not destination.active:
+            return None
+        held = lease(session, destination, utcnow(), self.settings.dispatch_lease_seconds)
+        return None if held is None else (held, self._sink(destination))
+
+    def _deliver(self, destination_id: int, held: Lease, sink: Any) -> tuple[Lease, Any] | None:
+        """Deliver one leased batch and settle it; after a success, the next batch is leased in
+        the same transaction (one write transaction per batch, with a savepoint) and returned."""
+        started = utcnow()
+        clock = time.monotonic()
+        try:
+            receipt = sink.deliver(held.message_id, held.events)
+        except DeliveryError as error:
+            seconds = time.monotonic() - clock
+            metrics.LATENCY.observe(seconds)
+            with self.runtime.sessions.begin() as session:
+                deactivated = settle_failure(session, held, started, seconds, error, self.settings)
+            if deactivated and self._on_deactivate is not None:
+                self._on_deactivate(destination_id)
+            return None
+        except Exception as exc:  # a bug in a sink must not wedge its rows: retry them later
+            seconds = time.monotonic() - clock
+            log.exception("sink of destination #%s raised", destination_id)
+            with self.runtime.sessions.begin() as session:
+                settle_failure(session, held, started, seconds, DeliveryError(f"internal error: {exc}"),
+                               self.settings)
+            return None
+        seconds = time.monotonic() - clock
+        metrics.LATENCY.observe(seconds)
+        with self.runtime.sessions.begin() as session:
+            settle_success(session, held, started, seconds, receipt.status, receipt.detail +
+                           (f" | answer: {receipt.excerpt}" if receipt.excerpt else ""))
+            try:
+                # A savepoint: if taking the next batch fails, the delivery is still settled.
+                with session.begin_nested():
+                    return self._lease_next(session, destination_id)
+            except Exception:
+                log.exception("leasing the next batch of destination #%s failed", destination_id)
+                return None
+
+    def close(self) -> None:
+        """Close the kept sinks and their connections."""
+        for _, sink in self._sinks.values():
+            if hasattr(sink, "close"):
+                sink.close()
+        self._sinks.clear()
