@@ -2,7 +2,7 @@
 
 Run: `.venv/bin/python -m bench.export [--events 1000000]` (root, or a user that may run
 sshd, for the SFTP server). It stores the events in a fresh SQLite store, starts a local
-FTP server (pyftpdlib) and a local sshd (the tests' fixture code), and for each line
+FTP server (pyftpdlib) and a local sshd (the tests' servers, tests/support/), and for each line
 format and server runs, each in a fresh child process:
 
 - the real export path: ``Exporter.export_due`` (cut the period, lease its rows, stream
@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -151,24 +150,22 @@ def run_child(kind: str, job: dict[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def ftp_server(home: Path) -> Iterator[Any]:
-    """pyftpdlib on 127.0.0.1, the tests' fixture code."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from tests.fixtures import ftp
+    """pyftpdlib on 127.0.0.1, the tests' server."""
+    from tests.support.ftp import serve_ftp
+
     # A handler of its own keeps pyftpdlib from installing its chatty stderr one.
     logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())
     logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
-
-    with contextlib.contextmanager(ftp._serve)(home, None) as server:
+    with serve_ftp(home) as server:
         yield server
 
 
 @contextlib.contextmanager
 def sshd_server() -> Iterator[Any]:
-    """OpenSSH's sshd on 127.0.0.1 with a throwaway configuration, the tests' fixture code."""
-    from tests.fixtures import sshd
+    """OpenSSH's sshd on 127.0.0.1 with a throwaway configuration, the tests' server."""
+    from tests.support.sshd import serve_sshd
 
-    with contextlib.contextmanager(sshd.sshd_server.__wrapped__)() as server:
+    with serve_sshd() as server:
         yield server
 
 

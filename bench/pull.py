@@ -32,7 +32,6 @@ import requests
 from lxml import etree
 
 from bench.eventgen import generate
-from bench.loopback import free_port
 from gateway import pull
 from gateway.accounts import create_account
 from gateway.config import load_settings
@@ -41,6 +40,7 @@ from gateway.ingest import ingest_request
 from gateway.pull_client import EventsClient
 from gateway.runtime import Runtime, open_runtime
 from gateway.soap import legacy, typed
+from tests.support.net import free_port
 
 BATCH = 10_000
 PASSWORD = "bench-password"

@@ -23,7 +23,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.eventgen import generate
-from bench.loopback import free_port
 from bench.rounds import median_rates
 from gateway.accounts import create_account
 from gateway.config import load_settings
@@ -32,6 +31,7 @@ from gateway.destinations import webhooks
 from gateway.events import formats, model
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime, open_runtime
+from tests.support.net import free_port
 
 BATCH = 500
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.errors import AuthError, Conflict, ValidationError
+from gateway.errors import AuthError, Conflict, LockedOut, ValidationError
 from gateway.events.model import ALL_TYPES
 from gateway.store.models import Account, ApiKey, Destination, LoginFailure, Route, utcnow
 
@@ -101,14 +101,15 @@ def check_password(
 
     Runs in its own transaction so that a failure is counted even though the caller's
     work is abandoned. After ``failure_limit`` consecutive failures for a name, every
-    attempt is refused for ``lockout_seconds`` (from the last failure), right password or not.
+    attempt is refused with LockedOut for ``lockout_seconds`` (from the last failure),
+    right password or not.
     """
     now = utcnow()
     with sessions.begin() as session:
         failure = session.get(LoginFailure, name)
         if failure is not None and failure.failures >= failure_limit:
             if now - failure.last_failure_at < timedelta(seconds=lockout_seconds):
-                raise AuthError("too many failed logins; try again later")
+                raise LockedOut("too many failed logins; try again later")
         account = session.scalar(select(Account).where(Account.name == name))
         if account is not None and verify_password(password, account.password_hash):
             if failure is not None:

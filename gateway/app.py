@@ -4,7 +4,8 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from gateway.api import destinations, errors, ingest, metrics, pull, stats, webhooks
+from gateway.api import batches, destinations, errors, events, metrics, notices, routes, stats, webhooks
+from gateway.api.context import attach_runtime
 from gateway.runtime import Runtime
 from gateway.soap import legacy, typed
 
@@ -14,10 +15,10 @@ def create_app(runtime: Runtime) -> Flask:
     app = Flask("gateway")
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["eventgw"] = runtime
+    attach_runtime(app, runtime)
     errors.register(app)
-    for module in (ingest, pull, stats, webhooks, destinations, metrics, legacy):
+    for module in (events, batches, stats, webhooks, routes, notices, destinations, metrics, legacy):
         app.register_blueprint(module.blueprint)
-    soap = {typed.PATH: typed.make_wsgi(runtime)}
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, soap)  # type: ignore[method-assign]
+    app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, {typed.PATH: typed.make_wsgi(runtime)})
     return app

@@ -12,7 +12,18 @@ import click
 
 from gateway.accounts import account_by_name, create_account
 from gateway.config import load_settings
+from gateway.destinations import management as admin
+from gateway.destinations.files import (
+    DEFAULT_AT,
+    DEFAULT_FILE_NAMES,
+    DEFAULT_LINE_FORMAT,
+    DEFAULT_PERIOD,
+    FTP_PROTOCOLS,
+    LINE_FORMATS,
+    PERIODS,
+)
 from gateway.errors import GatewayError, ValidationError
+from gateway.limits import MAX_BATCH_EVENTS
 from gateway.runtime import Runtime, open_runtime
 
 
@@ -205,7 +216,7 @@ def stats(ctx: click.Context, account_name: str, as_json: bool) -> None:
 @click.option("--types", default="", help="Event types, comma-separated (default: every type).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The CSV file; appended to if it exists (the header goes only into a new file).")
-@click.option("--max", "limit", type=int, default=10_000, show_default=True, help="Events per batch.")
+@click.option("--max", "limit", type=int, default=MAX_BATCH_EVENTS, show_default=True, help="Events per batch.")
 @click.option("--peek", is_flag=True, help="Write one batch and change nothing on the gateway.")
 def pull(url: str, account_name: str, password: str, types: str, out: Path, limit: int, peek: bool) -> None:
     """Pull waiting events over the typed SOAP service into a CSV file until none are left.
@@ -246,13 +257,13 @@ def _read(path: Path | None) -> str | None:
 
 @destination.command("create")
 @click.option("--account", "account_name", required=True, help="The account the destination belongs to.")
-@click.option("--kind", type=click.Choice(["email", "ftp", "sftp"]), required=True)
+@click.option("--kind", type=click.Choice(admin.MANAGED_KINDS), required=True)
 @click.option("--events", required=True, help="Event types routed to it, comma-separated, e.g. OPEN,CLICK.")
 @click.option("--recipient", "recipients", multiple=True, help="email: a recipient (repeat for several).")
 @click.option("--subject", help="email: subject template with {count} and {account}.")
 @click.option("--interval", type=int, help="email: send at most one round of messages per this many seconds.")
 @click.option("--max-events", type=int, help="email: events per message at most.")
-@click.option("--protocol", type=click.Choice(["ftp", "ftps"]), help="ftp: plain FTP or FTPS (explicit TLS).")
+@click.option("--protocol", type=click.Choice(FTP_PROTOCOLS), help="ftp: plain FTP or FTPS (explicit TLS).")
 @click.option("--host", help="ftp/sftp: the server's host name or address.")
 @click.option("--port", type=int, help="ftp/sftp: the server's port (default 21 or 22).")
 @click.option("--username", help="ftp/sftp: the login name.")
@@ -264,10 +275,12 @@ def _read(path: Path | None) -> str | None:
 @click.option("--known-hosts-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="sftp: known_hosts lines of the server (ssh-keyscan -p PORT HOST prints them).")
 @click.option("--remote-dir", help="ftp/sftp: the directory files go into.")
-@click.option("--file-name", help="ftp/sftp: file name pattern with strftime tokens (default events-%Y%m%d.log).")
-@click.option("--period", type=click.Choice(["daily", "hourly"]), help="ftp/sftp: one file per day or hour.")
-@click.option("--at", "cut_at", help="ftp/sftp: the UTC time of day a daily file is cut, HH:MM (default 00:00).")
-@click.option("--line-format", type=click.Choice(["form", "csv", "jsonl"]), help="ftp/sftp: default form.")
+@click.option("--file-name", help="ftp/sftp: file name pattern with strftime tokens "
+              f"(default {DEFAULT_FILE_NAMES[DEFAULT_PERIOD]}).")
+@click.option("--period", type=click.Choice(PERIODS), help="ftp/sftp: one file per day or hour.")
+@click.option("--at", "cut_at",
+              help=f"ftp/sftp: the UTC time of day a daily file is cut, HH:MM (default {DEFAULT_AT}).")
+@click.option("--line-format", type=click.Choice(LINE_FORMATS), help=f"ftp/sftp: default {DEFAULT_LINE_FORMAT}.")
 @click.option("--gzip/--no-gzip", "compress", default=None, help="ftp/sftp: gzip the files (.gz is appended).")
 @click.option("--ca-file", help="ftps: a PEM file of CA certificates to trust.")
 @click.option("--no-verify-tls", is_flag=True, help="ftps: do not verify the server's certificate.")
@@ -281,8 +294,6 @@ def destination_create(ctx: click.Context, account_name: str, kind: str, events:
                        line_format: str | None, compress: bool | None, ca_file: str | None, no_verify_tls: bool,
                        test: bool) -> None:
     """Create an email or file destination and route event types to it."""
-    from gateway.destinations import management as admin
-
     given = {
         "recipients": list(recipients) or None, "subject": subject, "interval_seconds": interval,
         "batch_max_events": max_events, "protocol": protocol, "host": host, "port": port, "username": username,
@@ -305,8 +316,6 @@ def destination_create(ctx: click.Context, account_name: str, kind: str, events:
 @click.pass_context
 def destination_list(ctx: click.Context, account_name: str, as_json: bool) -> None:
     """The account's email and file destinations (secrets are never shown)."""
-    from gateway.destinations import management as admin
-
     with _runtime(ctx).read_sessions() as session:
         account_id = account_by_name(session, account_name).id
         shown = [admin.view(session, d) for d in admin.list_destinations(session, account_id)]
@@ -324,8 +333,6 @@ def destination_list(ctx: click.Context, account_name: str, as_json: bool) -> No
 @click.pass_context
 def destination_test(ctx: click.Context, account_name: str, destination_id: int) -> None:
     """Send a test email, or upload and remove a test file; exits 1 when that fails."""
-    from gateway.destinations import management as admin
-
     runtime = _runtime(ctx)
     with runtime.read_sessions() as session:
         account_id = account_by_name(session, account_name).id
@@ -341,8 +348,6 @@ def destination_test(ctx: click.Context, account_name: str, destination_id: int)
 @click.pass_context
 def destination_delete(ctx: click.Context, account_name: str, destination_id: int) -> None:
     """Delete a destination; its event types go back to the pull queue if nothing else receives them."""
-    from gateway.destinations import management as admin
-
     with _runtime(ctx).sessions.begin() as session:
         admin.remove(session, admin.get(session, account_by_name(session, account_name).id, destination_id))
     click.echo(f"destination #{destination_id} deleted")

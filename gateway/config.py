@@ -17,6 +17,7 @@ else:  # the same parser, from PyPI
     import tomli as tomllib
 
 from gateway.errors import ConfigError
+from gateway.limits import MAX_BATCH_EVENTS
 
 DEFAULT_DATA_DIR = Path("var")
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
@@ -38,7 +39,7 @@ class Settings:
     port: int = 8080
     public_url: str = ""
     # Ingest: one request carries at most this many events (the pull batch size, too).
-    max_batch: int = 10_000
+    max_batch: int = MAX_BATCH_EVENTS
     max_body_bytes: int = 32 * 1024 * 1024
     # Pull: how long an unacknowledged batch stays hidden, how long a marked-as-read
     # batch can be fetched again, and when collected events are purged.
@@ -149,8 +150,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
 
 
 def _check(settings: Settings) -> None:
-    if not 1 <= settings.max_batch <= 10_000:
-        raise ConfigError("max_batch must be between 1 and 10000")
+    if not 1 <= settings.max_batch <= MAX_BATCH_EVENTS:
+        raise ConfigError(f"max_batch must be between 1 and {MAX_BATCH_EVENTS}")
     if settings.smtp_security not in ("none", "starttls", "tls"):
         raise ConfigError("smtp_security must be none, starttls or tls")
     if settings.dispatch_lease_seconds <= settings.http_timeout_seconds:

@@ -49,8 +49,8 @@ class AuthError(GatewayError):
     """Credentials are missing, wrong, or the session is unknown or expired."""
 
 
-class Forbidden(GatewayError):
-    """The caller is known but may not do this."""
+class LockedOut(AuthError):
+    """Logins under this name are refused for a while, after too many failed ones in a row."""
 
 
 class NotFound(GatewayError):

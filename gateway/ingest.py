@@ -199,7 +199,7 @@ def ingest_file(
     fmt: str | None = None,
     skip_invalid: bool = False,
     rejects: IO[str] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> FileResult:
     """Import a JSONL or CSV file of any size in constant memory.
 
@@ -248,7 +248,7 @@ def _store_chunk(sessions: sessionmaker[Session], account_id: int, chunk: list[m
         return store_events(session, account_id, chunk)
 
 
-def _counting(handle: Iterable[str], progress: Callable[[int], None] | None) -> Iterator[str]:
+def _counting(handle: Iterable[str], progress: Callable[[int], object] | None) -> Iterator[str]:
     """The lines of ``handle``, reporting the bytes of each to ``progress``."""
     for line in handle:
         if progress is not None:

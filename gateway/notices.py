@@ -1,4 +1,5 @@
-"""Operational notices by email: an account's notice address, and the mail sent when a destination is deactivated.
+"""Operational notices: an account's list of them, where they are mailed, and the mail sent when a destination
+is deactivated.
 
 The notice itself is always recorded in the store (``GET /api/v1/notifications``) by the
 engine; the email is a courtesy on top and never makes anything fail.
@@ -6,13 +7,15 @@ engine; the email is a courtesy on top and never makes anything fail.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.destinations.kinds import smtp_settings
-from gateway.errors import DeliveryError, NotFound, ValidationError
-from gateway.events import model
+from gateway.destinations.checks import check_address
+from gateway.destinations.email import smtp_settings
+from gateway.errors import DeliveryError, NotFound
+from gateway.events import formats
 from gateway.runtime import Runtime
 from gateway.store.models import Account, Destination, Notice
 from sinks.email import EmailSink
@@ -20,13 +23,12 @@ from sinks.email import EmailSink
 log = logging.getLogger(__name__)
 
 
-def check_address(value: object, field: str = "email") -> str:
-    """``value`` as an email address; ValidationError naming ``field`` otherwise."""
-    try:
-        # The event model's own address rule, so recipients and event emails are checked alike.
-        return model.check_email(value)
-    except ValueError as exc:
-        raise ValidationError(str(exc), field) from None
+def list_notices(session: Session, account_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    """The account's operational notices (deactivations, activations), newest first."""
+    rows = session.scalars(select(Notice).where(Notice.account_id == account_id)
+                           .order_by(Notice.id.desc()).limit(max(1, min(limit, 1000))))
+    return [{"id": n.id, "created_at": formats.iso(n.created_at), "kind": n.kind, "destination_id": n.destination_id,
+             "message": n.message} for n in rows]
 
 
 def set_notice_address(session: Session, account_id: int, address: str | None) -> None:

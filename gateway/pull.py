@@ -19,11 +19,12 @@ from typing import Literal, TypeVar
 from sqlalchemy import and_, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.destinations.routing import pull_destination
 from gateway.errors import NotFound, ValidationError
 from gateway.events import model
 from gateway.limits import MAX_BATCH_EVENTS
 from gateway.store import queue
-from gateway.store.models import Destination, PullBatch, QueueItem, utcnow
+from gateway.store.models import PullBatch, QueueItem, utcnow
 from gateway.store.queue import due_rows, events_behind, queued_events
 
 Mode = Literal["read", "lease", "peek"]
@@ -65,16 +66,6 @@ def check_types(value: str | Sequence[str] | None, field: str) -> list[str]:
 def new_batch_id() -> str:
     """A fresh, unguessable batch id."""
     return "b_" + secrets.token_urlsafe(18)
-
-
-def pull_destination(session: Session, account_id: int) -> int:
-    """The id of the account's pull queue."""
-    destination_id = session.scalar(
-        select(Destination.id).where(Destination.account_id == account_id, Destination.kind == "pull")
-    )
-    if destination_id is None:
-        raise NotFound("pull queue of account", account_id)
-    return destination_id
 
 
 def get_batch(

@@ -29,6 +29,7 @@ from zeep.transports import Transport
 
 from gateway.errors import AuthError, GatewayError, ValidationError
 from gateway.events import formats, model
+from gateway.limits import MAX_BATCH_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class EventsClient:
 
 
 def pull_to_csv(client: EventsClient, account: str, password: str, types: Sequence[str], out: Path, *,
-                limit: int = 10_000, peek: bool = False) -> PullSummary:
+                limit: int = MAX_BATCH_EVENTS, peek: bool = False) -> PullSummary:
     """Pull batches of up to ``limit`` events of ``types`` into the CSV ``out`` until none wait.
 
     Each batch is written and synced to disk before it is acknowledged. With ``peek``,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,8 +30,3 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     if migrate:
         upgrade(engine)
     return Runtime(settings, engine, make_sessions(engine), make_read_sessions(engine))
-
-
-def current_runtime() -> Runtime:
-    """The Runtime of the web application handling the current request."""
-    return current_app.extensions["eventgw"]  # type: ignore[no-any-return]

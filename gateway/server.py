@@ -5,7 +5,7 @@ import threading
 import time
 from typing import Any
 
-import waitress
+from waitress.server import create_server
 
 from gateway.app import create_app
 from gateway.runtime import Runtime
@@ -17,7 +17,7 @@ RESPONSE_BUFFER_BYTES = 32 * 2**20
 
 def make_server(runtime: Runtime, host: str, port: int, threads: int) -> Any:
     """A waitress server for the gateway's app on host:port (port 0: any free one); call run() on it."""
-    return waitress.create_server(
+    return create_server(
         create_app(runtime), host=host, port=port, threads=threads, ident="eventgw",
         # Twice the app's limit, so that an oversized body reaches the app and gets the
         # protocol's own error (JSON 413, SOAP Fault), not waitress's text.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 
 from gateway.errors import DeliveryError
 from gateway.events import formats
@@ -44,22 +45,18 @@ class SmtpSettings:
             raise ValueError(f"unknown SMTP security {self.security!r}; expected one of {', '.join(SECURITY_MODES)}")
 
 
-class _KeepsDataReply:
+class _SMTP(smtplib.SMTP):
     """Remembers the server's answer to DATA (it names the queue id), which ``sendmail`` throws away."""
 
     data_reply: tuple[int, bytes] = (0, b"")
 
-    def data(self, msg: bytes | str) -> tuple[int, bytes]:
-        self.data_reply = super().data(msg)  # type: ignore[misc]
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.data_reply = super().data(msg)
         return self.data_reply
 
 
-class _SMTP(_KeepsDataReply, smtplib.SMTP):
-    pass
-
-
-class _SMTPS(_KeepsDataReply, smtplib.SMTP_SSL):
-    pass
+class _SMTPS(_SMTP, smtplib.SMTP_SSL):
+    """``_SMTP`` over implicit TLS."""
 
 
 class EmailSink:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
@@ -164,7 +164,8 @@ class _FTP_TLS(ftplib.FTP_TLS):
     def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
         if self._prot_p:  # type: ignore[attr-defined]
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)  # type: ignore[attr-defined]
+            session = cast(ssl.SSLSocket, self.sock).session
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
         return conn, size
 
 
@@ -307,7 +308,8 @@ class SftpUploader(_Uploader):
         except FileNotFoundError as exc:
             raise DeliveryError(f"SFTP {what} on {peer} failed: no such file or directory") from exc
         except NoValidConnectionsError as exc:
-            raise network_error(next(iter(exc.errors.values())), peer, target.timeout, during=what) from exc
+            first = cast(OSError, next(iter(exc.errors.values())))
+            raise network_error(first, peer, target.timeout, during=what) from exc
         except OSError as exc:
             if exc.errno is None and not isinstance(exc, (TimeoutError, ConnectionError, socket.gaierror)):
                 # An SFTP status without an errno equivalent; OpenSSH sends this for a full disk.

@@ -76,6 +76,25 @@ def generate_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(random_source.token_bytes(MIN_SECRET_BYTES)).decode("ascii")
 
 
+def check_url(url: str) -> urllib3.util.Url:
+    """``url`` parsed, if the sink can post to it; ValueError saying why not."""
+    parsed = urllib3.util.parse_url(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{url!r} is not an http or https URL")
+    if parsed.auth:
+        # URLs end up in logs and error messages; credentials must not.
+        raise ValueError("put credentials in basic_auth, not in the URL")
+    return parsed
+
+
+def check_headers(headers: Mapping[str, str], *, basic_auth: bool) -> None:
+    """ValueError if ``headers`` configure one the sink sets itself (Authorization too, with ``basic_auth``)."""
+    reserved = _RESERVED_HEADERS | ({"authorization"} if basic_auth else set())
+    clashes = sorted(name for name in headers if name.lower() in reserved)
+    if clashes:
+        raise ValueError(f"headers {', '.join(clashes)} are set by the sink and cannot be configured")
+
+
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """One ``v1,<signature>`` entry of the ``webhook-signature`` header for ``secret``."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
@@ -135,20 +154,12 @@ class HttpSink:
         max_bytes: int | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
     ) -> None:
-        parsed = urllib3.util.parse_url(url)
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"{url!r} is not an http or https URL")
-        if parsed.auth:
-            # URLs end up in logs and error messages; credentials must not.
-            raise ValueError("put credentials in basic_auth, not in the URL")
+        parsed = check_url(url)
         if format not in FORMATS:
             raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
         for secret in secrets:
             parse_secret(secret)
-        reserved = _RESERVED_HEADERS | ({"authorization"} if basic_auth else set())
-        clashes = sorted(name for name in (headers or {}) if name.lower() in reserved)
-        if clashes:
-            raise ValueError(f"headers {', '.join(clashes)} are set by the sink and cannot be configured")
+        check_headers(headers or {}, basic_auth=bool(basic_auth))
         self.url = url
         self.format = format
         self.secrets = tuple(secrets)

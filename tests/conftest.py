@@ -1,7 +1,7 @@
 """Shared fixtures: a store on SQLite and on PostgreSQL, an account, and a live gateway server.
 
 Every module in tests/fixtures/ is loaded as a pytest plugin (real PostgreSQL, HTTP,
-SMTP, FTP and SSH servers).
+SMTP, FTP and SSH servers). Helpers that are not fixtures live in tests/support/.
 """
 from __future__ import annotations
 
@@ -11,17 +11,15 @@ from pathlib import Path
 import pytest
 
 from gateway.accounts import NewAccount, create_account
-from gateway.config import load_settings
-from gateway.runtime import Runtime, open_runtime
+from gateway.runtime import Runtime
 from gateway.server import ServerThread
+from tests.support.runtime import PASSWORD, make_runtime
 
 pytest_plugins = sorted(
     f"tests.fixtures.{path.stem}"
     for path in (Path(__file__).parent / "fixtures").glob("*.py")
     if not path.stem.startswith("_")
 )
-
-PASSWORD = "S3cret-pass"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -36,11 +34,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def sqlite_url(tmp_path: Path) -> str:
     """The URL of an empty SQLite store, for tests that need not run on both databases."""
     return f"sqlite:///{tmp_path / 'eventgw.db'}"
-
-
-def make_runtime(url: str, tmp_path: Path, **settings: object) -> Runtime:
-    """An opened, migrated Runtime on ``url`` with some settings changed."""
-    return open_runtime(load_settings(environ={}, database_url=url, data_dir=str(tmp_path), **settings))
 
 
 @pytest.fixture

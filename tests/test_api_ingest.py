@@ -14,19 +14,10 @@ from gateway.accounts import NewAccount, create_account
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
 from gateway.store.models import Event, QueueItem
-from tests.conftest import PASSWORD, make_runtime
+from tests.support.events import raw_event
+from tests.support.runtime import PASSWORD, make_runtime
 
 TIMEOUT = 30
-
-
-def raw(uid: str, etype: str = "OPEN", **fields: Any) -> dict[str, Any]:
-    """A valid raw event with producer id ``uid``."""
-    event: dict[str, Any] = {"id": uid, "type": etype, "occurred_at": "2026-11-24T10:15:00Z",
-                             "email": f"{uid}@example.com"}
-    if etype.upper() == "CLICK":
-        event["url"] = "https://example.com/offer"
-    event.update(fields)
-    return event
 
 
 def rows(runtime: Runtime) -> tuple[int, int]:
@@ -72,21 +63,21 @@ def assert_json_error(response: requests.Response, status: int) -> dict[str, Any
 
 
 def test_post_with_basic_auth(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
-    response = post(live_server, [raw("e1"), raw("e2", "click"), raw("e3", "hard")])
+    response = post(live_server, [raw_event("e1"), raw_event("e2", "click"), raw_event("e3", "hard")])
     assert response.status_code == 200
     assert response.json() == {"accepted": 3, "duplicates": 0}
     assert rows(runtime) == (3, 3)
 
 
 def test_post_with_an_api_key(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
-    response = post(live_server, [raw("e1")], auth=account.api_key)
+    response = post(live_server, [raw_event("e1")], auth=account.api_key)
     assert response.status_code == 200
     assert response.json() == {"accepted": 1, "duplicates": 0}
     assert rows(runtime) == (1, 1)
 
 
 def test_post_ndjson(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
-    body = "\n".join(json.dumps(raw(f"e{i}")) for i in range(5)) + "\n"
+    body = "\n".join(json.dumps(raw_event(f"e{i}")) for i in range(5)) + "\n"
     response = post(live_server, body, headers={"Content-Type": "application/x-ndjson"})
     assert response.status_code == 200
     assert response.json() == {"accepted": 5, "duplicates": 0}
@@ -94,8 +85,8 @@ def test_post_ndjson(live_server: ServerThread, runtime: Runtime, account: NewAc
 
 
 def test_resent_events_are_duplicates(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
-    assert post(live_server, [raw("e1"), raw("e2")]).json() == {"accepted": 2, "duplicates": 0}
-    assert post(live_server, [raw("e2"), raw("e3"), raw("e3")], auth=account.api_key).json() == {
+    assert post(live_server, [raw_event("e1"), raw_event("e2")]).json() == {"accepted": 2, "duplicates": 0}
+    assert post(live_server, [raw_event("e2"), raw_event("e3"), raw_event("e3")], auth=account.api_key).json() == {
         "accepted": 1, "duplicates": 2}
     assert rows(runtime) == (3, 3)
 
@@ -104,7 +95,7 @@ def test_wrong_credentials_get_401_and_store_nothing(
     live_server: ServerThread, runtime: Runtime, account: NewAccount
 ) -> None:
     for auth in (None, ("acme", "wrong-password"), ("nobody", PASSWORD), ("", ""), "egw_not-a-key"):
-        response = post(live_server, [raw("e1")], auth=auth)
+        response = post(live_server, [raw_event("e1")], auth=auth)
         assert assert_json_error(response, 401)["error"] == "unauthorized", auth
         assert "Basic" in response.headers["WWW-Authenticate"]
         assert_json_error(get_stats(live_server, auth), 401)
@@ -112,7 +103,7 @@ def test_wrong_credentials_get_401_and_store_nothing(
 
 
 def test_unsupported_authorization_scheme(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
-    response = post(live_server, [raw("e1")], auth=None, headers={"Authorization": f"Token {account.api_key}"})
+    response = post(live_server, [raw_event("e1")], auth=None, headers={"Authorization": f"Token {account.api_key}"})
     assert_json_error(response, 401)
     assert rows(runtime) == (0, 0)
 
@@ -121,18 +112,18 @@ def test_repeated_wrong_passwords_lock_the_account(
     live_server: ServerThread, runtime: Runtime, account: NewAccount
 ) -> None:
     for _ in range(runtime.settings.login_failure_limit):
-        assert post(live_server, [raw("e1")], auth=("acme", "wrong-password")).status_code == 401
-    response = post(live_server, [raw("e1")], auth=("acme", PASSWORD))
+        assert post(live_server, [raw_event("e1")], auth=("acme", "wrong-password")).status_code == 401
+    response = post(live_server, [raw_event("e1")], auth=("acme", PASSWORD))
     assert "too many failed logins" in assert_json_error(response, 401)["message"]
     # The API key still works: the lockout protects the password only.
-    assert post(live_server, [raw("e1")], auth=account.api_key).status_code == 200
+    assert post(live_server, [raw_event("e1")], auth=account.api_key).status_code == 200
 
 
 def test_invalid_events_get_400_naming_record_and_field(
     live_server: ServerThread, runtime: Runtime, account: NewAccount
 ) -> None:
-    response = post(live_server, [raw("e0"), raw("e1", "nope"), raw("e2", "CLICK", url="ftp://x/y"),
-                                  raw("e3", occurred_at="2026-11-24 10:15"), raw("e4", data="x")])
+    response = post(live_server, [raw_event("e0"), raw_event("e1", "nope"), raw_event("e2", "CLICK", url="ftp://x/y"),
+                                  raw_event("e3", occurred_at="2026-11-24 10:15"), raw_event("e4", data="x")])
     body = assert_json_error(response, 400)
     assert body["error"] == "invalid"
     assert [(p["record"], p["field"]) for p in body["problems"]] == [
@@ -142,7 +133,7 @@ def test_invalid_events_get_400_naming_record_and_field(
 
 
 def test_more_than_10000_events_get_413(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
-    events = [raw(f"e{i}") for i in range(10_001)]
+    events = [raw_event(f"e{i}") for i in range(10_001)]
     response = post(live_server, events)
     body = assert_json_error(response, 413)
     assert body["error"] == "too_large" and "10000" in body["message"]
@@ -153,7 +144,7 @@ def test_more_than_10000_events_get_413(live_server: ServerThread, runtime: Runt
 
 
 def test_10000_events_are_accepted(live_server: ServerThread, runtime: Runtime, account: NewAccount) -> None:
-    response = post(live_server, [raw(f"e{i}") for i in range(10_000)], auth=account.api_key)
+    response = post(live_server, [raw_event(f"e{i}") for i in range(10_000)], auth=account.api_key)
     assert response.json() == {"accepted": 10_000, "duplicates": 0}
     assert rows(runtime) == (10_000, 10_000)
 
@@ -172,7 +163,7 @@ def small_server(store_url: str, tmp_path: Path) -> Iterator[tuple[ServerThread,
 
 def test_a_body_over_the_size_limit_gets_413(small_server: tuple[ServerThread, Runtime]) -> None:
     server, runtime = small_server
-    events = [raw(f"e{i}") for i in range(30)]
+    events = [raw_event(f"e{i}") for i in range(30)]
     assert len(json.dumps(events)) > 2000
     assert_json_error(post(server, events), 413)
     assert rows(runtime) == (0, 0)
@@ -180,7 +171,7 @@ def test_a_body_over_the_size_limit_gets_413(small_server: tuple[ServerThread, R
 
 
 def test_stats_shape(live_server: ServerThread, account: NewAccount) -> None:
-    post(live_server, [raw("e1"), raw("e2"), raw("e3", "CLICK"), raw("e4", "unsubscribe")])
+    post(live_server, [raw_event("e1"), raw_event("e2"), raw_event("e3", "CLICK"), raw_event("e4", "unsubscribe")])
     figures = stats(live_server)
     assert figures["events"] == {"CLICK": 1, "OPEN": 2, "OPTOUT": 1}
     assert figures["total"] == 4
@@ -202,13 +193,13 @@ def test_stats_of_an_empty_account(live_server: ServerThread, account: NewAccoun
 def test_an_account_never_sees_another_accounts_events(
     live_server: ServerThread, account: NewAccount, other_account: NewAccount
 ) -> None:
-    assert post(live_server, [raw("e1"), raw("e2", "CLICK")]).json() == {"accepted": 2, "duplicates": 0}
+    assert post(live_server, [raw_event("e1"), raw_event("e2", "CLICK")]).json() == {"accepted": 2, "duplicates": 0}
     other = stats(live_server, ("globex", PASSWORD))
     assert other["events"] == {} and other["total"] == 0
     assert list(other["pending"]) == [str(other_account.pull_destination_id)]
     assert other["pending"][str(other_account.pull_destination_id)]["pending"] == 0
     # The same producer ids are new for the other account, and acme's figures do not move.
-    assert post(live_server, [raw("e1")], auth=other_account.api_key).json() == {"accepted": 1, "duplicates": 0}
+    assert post(live_server, [raw_event("e1")], auth=other_account.api_key).json() == {"accepted": 1, "duplicates": 0}
     assert stats(live_server, other_account.api_key)["events"] == {"OPEN": 1}
     assert stats(live_server, account.api_key)["events"] == {"CLICK": 1, "OPEN": 1}
 
@@ -247,14 +238,14 @@ def test_two_servers_never_mix_up_accounts(
     live_server: ServerThread, other_account: NewAccount, tmp_path: Path
 ) -> None:
     # Here globex is the first account; on the second server it is the second, after acme.
-    assert post(live_server, [raw("e1")], auth=("globex", PASSWORD)).json() == {"accepted": 1, "duplicates": 0}
+    assert post(live_server, [raw_event("e1")], auth=("globex", PASSWORD)).json() == {"accepted": 1, "duplicates": 0}
     second_runtime = make_runtime(f"sqlite:///{tmp_path / 'second.db'}", tmp_path)
     with second_runtime.sessions.begin() as session:
         create_account(session, "acme", PASSWORD)
         create_account(session, "globex", PASSWORD)
     second = ServerThread(second_runtime)
     try:
-        assert post(second, [raw("e1")], auth=("globex", PASSWORD)).json() == {"accepted": 1, "duplicates": 0}
+        assert post(second, [raw_event("e1")], auth=("globex", PASSWORD)).json() == {"accepted": 1, "duplicates": 0}
         assert stats(second, ("globex", PASSWORD))["events"] == {"OPEN": 1}
         assert stats(second, ("acme", PASSWORD))["events"] == {}
     finally:

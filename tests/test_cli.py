@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,9 @@ import sqlalchemy as sa
 
 from bench.eventgen import generate
 from gateway.accounts import check_api_key, check_password
-from tests.conftest import PASSWORD, make_runtime
+from tests.support.events import raw_event, write_jsonl
+from tests.support.net import free_port
+from tests.support.runtime import PASSWORD, make_runtime
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "events.jsonl"
 CRASH_EVENTS = 60_000
@@ -91,16 +92,6 @@ def scalar(url: str, query: str) -> Any:
         engine.dispose()
 
 
-def write_jsonl(path: Path, records: list[Any]) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def open_event(uid: str, **fields: Any) -> dict[str, Any]:
-    return {"id": uid, "type": "OPEN", "occurred_at": "2026-11-24T10:15:00Z", "email": f"{uid}@example.com",
-            **fields}
-
-
 def test_account_create_prints_id_and_api_key(store_url: str, env: dict[str, str], tmp_path: Path) -> None:
     account_id, api_key = create_acme(env)
     runtime = make_runtime(store_url, tmp_path)
@@ -157,7 +148,7 @@ def test_ingest_of_a_bad_file_lists_the_bad_lines_and_stores_nothing(
 ) -> None:
     create_acme(env)
     path = write_jsonl(tmp_path / "events.jsonl", [
-        open_event("e1"), open_event("e2", type="nope"), open_event("e3"), "{not json", open_event("e5", email="")])
+        raw_event("e1"), raw_event("e2", type="nope"), raw_event("e3"), "{not json", raw_event("e5", email="")])
     message = fails(env, "ingest", str(path), "--account", "acme")
     assert "line 2, field 'type'" in message and "'nope'" in message
     assert "line 4" in message and "invalid JSON" in message
@@ -169,7 +160,7 @@ def test_ingest_of_a_bad_file_lists_the_bad_lines_and_stores_nothing(
 def test_ingest_of_a_file_that_is_not_utf8(sqlite_env: dict[str, str], tmp_path: Path) -> None:
     create_acme(sqlite_env)
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes(json.dumps(open_event("e1", message_name="Caf\u00e9"), ensure_ascii=False).encode("latin-1"))
+    path.write_bytes(json.dumps(raw_event("e1", message_name="Caf\u00e9"), ensure_ascii=False).encode("latin-1"))
     assert "UTF-8" in fails(sqlite_env, "ingest", str(path), "--account", "acme")
 
 
@@ -181,12 +172,12 @@ def test_ingest_for_an_unknown_account(sqlite_env: dict[str, str]) -> None:
 def test_skip_invalid_writes_the_rejects(store_url: str, env: dict[str, str], tmp_path: Path) -> None:
     create_acme(env)
     path = write_jsonl(tmp_path / "events.jsonl", [
-        open_event("e1"), open_event("e2", type="nope"), "{not json", open_event("e4")])
+        raw_event("e1"), raw_event("e2", type="nope"), "{not json", raw_event("e4")])
     out = ok(env, "ingest", str(path), "--account", "acme", "--skip-invalid")
     rejects = tmp_path / "events.jsonl.rejects.jsonl"
     assert out == f"4 lines: 2 stored, 0 duplicates, 2 rejected\nrejected lines and their errors: {rejects}\n"
     written = [json.loads(line) for line in rejects.read_text().splitlines()]
-    assert [(r["line"], r["record"]) for r in written] == [(2, open_event("e2", type="nope")), (3, None)]
+    assert [(r["line"], r["record"]) for r in written] == [(2, raw_event("e2", type="nope")), (3, None)]
     assert [e["field"] for e in written[0]["errors"]] == ["type"]
     assert "invalid JSON" in written[1]["errors"][0]["message"]
     assert scalar(store_url, "SELECT count(*) FROM events") == 2
@@ -200,7 +191,7 @@ def test_skip_invalid_writes_the_rejects(store_url: str, env: dict[str, str], tm
 
 def test_skip_invalid_leaves_no_rejects_file_for_a_clean_file(sqlite_env: dict[str, str], tmp_path: Path) -> None:
     create_acme(sqlite_env)
-    path = write_jsonl(tmp_path / "events.jsonl", [open_event("e1")])
+    path = write_jsonl(tmp_path / "events.jsonl", [raw_event("e1")])
     assert ok(sqlite_env, "ingest", str(path), "--account", "acme", "--skip-invalid") == \
         "1 lines: 1 stored, 0 duplicates, 0 rejected\n"
     assert not (tmp_path / "events.jsonl.rejects.jsonl").exists()
@@ -259,12 +250,6 @@ def test_an_interrupted_import_completes_when_run_again(
     assert queue_rows == CRASH_EVENTS
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], subprocess.Popen[bytes]]]:
     """`gateway serve` on a fresh SQLite data directory; its URL, environment and process."""
@@ -295,11 +280,11 @@ def test_serve(served: tuple[str, dict[str, str], subprocess.Popen[bytes]], tmp_
     url, env, process = served
     assert requests.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
     _, api_key = create_acme(env)
-    response = requests.post(f"{url}/api/v1/events", json=[open_event("e1")],
+    response = requests.post(f"{url}/api/v1/events", json=[raw_event("e1")],
                              headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
     assert response.status_code == 200
     assert response.json() == {"accepted": 1, "duplicates": 0}
-    response = requests.post(f"{url}/api/v1/events", json=[open_event("e1")], auth=("acme", PASSWORD), timeout=10)
+    response = requests.post(f"{url}/api/v1/events", json=[raw_event("e1")], auth=("acme", PASSWORD), timeout=10)
     assert response.json() == {"accepted": 0, "duplicates": 1}
     process.terminate()
     process.wait(timeout=10)

@@ -16,13 +16,13 @@ from werkzeug.test import TestResponse
 
 from gateway.accounts import NewAccount, create_account
 from gateway.app import create_app
-from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
 from gateway.store.models import Account, Destination, QueueItem, utcnow
-from tests.conftest import PASSWORD, make_runtime
-from tests.fixtures.ftp import FtpServer
-from tests.fixtures.smtp import SmtpServer
-from tests.fixtures.sshd import SshdServer
+from tests.support.events import ingest, raw_event
+from tests.support.ftp import FtpServer
+from tests.support.runtime import PASSWORD, make_runtime
+from tests.support.smtp import SmtpServer
+from tests.support.sshd import SshdServer
 
 
 class Answer:
@@ -256,8 +256,7 @@ def test_accounts_never_see_each_others_destinations(runtime: Runtime, account: 
 def test_export_activate_and_attempts_over_rest(runtime: Runtime, account: NewAccount, api: Api,
                                                 ftp_server: FtpServer) -> None:
     ident = api.call("POST", "/destinations", ftp_body(ftp_server, line_format="jsonl")).json()["id"]
-    ingest_request(runtime.sessions, account.id, [{"id": "a", "type": "OPEN", "occurred_at": "2026-11-20T10:00:00Z",
-                                                   "email": "a@example.com"}])
+    ingest(runtime, account.id, [raw_event("a")])
     arrived = utcnow() - timedelta(days=2)
     with runtime.sessions.begin() as session:
         session.execute(update(QueueItem).where(QueueItem.destination_id == ident).values(due_at=arrived))

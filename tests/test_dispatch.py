@@ -22,6 +22,7 @@ from gateway.delivery.engine import Dispatcher
 from gateway.delivery.outcomes import lease, settle_failure
 from gateway.destinations import webhooks
 from gateway.errors import DeliveryError
+from gateway.notices import list_notices
 from gateway.runtime import Runtime
 from gateway.store.models import Destination, QueueItem, utcnow
 from tests.support.delivery import SECRET, deliveries, event_ids, pending, signature_ok
@@ -220,7 +221,7 @@ def test_410_gone_deactivates_at_once(
     assert [(a["outcome"], a["status"]) for a in attempt_log(runtime, account.id, hook)] == [
         ("failed", 410), ("deactivated", None)]
     with runtime.sessions() as session:
-        (notice,) = webhooks.notices(session, account.id)
+        (notice,) = list_notices(session, account.id)
     assert notice["kind"] == "deactivated" and notice["destination_id"] == hook
     assert pending(runtime, account.id, hook) == 1
 

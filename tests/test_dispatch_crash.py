@@ -14,8 +14,9 @@ from gateway.accounts import NewAccount
 from gateway.destinations import webhooks
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
-from tests.fixtures.http_receiver import Receiver
-from tests.test_dispatch import event_ids, pending, raw
+from tests.support.delivery import event_ids, pending
+from tests.support.events import raw_event
+from tests.support.http_receiver import Receiver
 
 GATEWAY = Path(sys.executable).parent / "gateway"
 EVENTS = 100
@@ -77,7 +78,7 @@ def test_a_killed_worker_loses_nothing_and_duplicates_keep_their_webhook_id(
     with runtime.sessions.begin() as session:
         hook = webhooks.create(session, account.id, {"url": http_receiver.url, "events": ["OPEN"],
                                                      "batch_max_events": 10}).id
-    ingest_request(runtime.sessions, account.id, [raw(f"e{i}") for i in range(EVENTS)])
+    ingest_request(runtime.sessions, account.id, [raw_event(f"e{i}") for i in range(EVENTS)])
     # Each answer takes 0.2 s, so right after a request arrives its batch is in flight.
     http_receiver.respond(200, delay=0.2)
 

@@ -21,19 +21,12 @@ from gateway.ingest import ingest_request
 from gateway.notices import notify_deactivated, set_notice_address
 from gateway.runtime import Runtime
 from gateway.store.models import Destination
-from tests.conftest import PASSWORD, make_runtime
-from tests.fixtures._certs import free_port
-from tests.fixtures.smtp import SmtpServer
+from tests.support.events import raw_event
+from tests.support.net import free_port
+from tests.support.runtime import PASSWORD, make_runtime
+from tests.support.smtp import SmtpServer
 
 Opener = Callable[..., Runtime]
-
-
-def raw(uid: str, etype: str = "OPEN", **fields: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {"id": uid, "type": etype, "occurred_at": "2026-11-20T10:15:00Z",
-                             "email": f"{uid}@example.com"}
-    if etype == "CLICK":
-        event["url"] = "https://shop.example.com/offer?a=1"
-    return {**event, **fields}
 
 
 def smtp(server: SmtpServer, **changes: Any) -> dict[str, Any]:
@@ -97,8 +90,8 @@ def test_events_arrive_by_mail_over_starttls_with_summary_and_csv(
 ) -> None:
     runtime = opener(**smtp(smtp_server))
     destination = add_email(runtime, acme.id, subject="{count} new events for {account}")
-    events = [raw(f"o{i}") for i in range(8)] + [raw("c1", "CLICK", data={"note": 'a "quoted",\nline'})] \
-        + [raw("b1", "BOUNCE")]
+    click = raw_event("c1", "CLICK", url="https://shop.example.com/offer?a=1", data={"note": 'a "quoted",\nline'})
+    events = [raw_event(f"o{i}") for i in range(8)] + [click] + [raw_event("b1", "BOUNCE")]
     assert ingest_request(runtime.sessions, acme.id, events).accepted == 10
 
     drain(runtime)
@@ -125,7 +118,7 @@ def test_max_events_per_message_and_gzip_above_the_threshold(
 ) -> None:
     runtime = opener(**smtp(smtp_server))
     add_email(runtime, acme.id, batch_max_events=5, gzip_threshold=200)
-    assert ingest_request(runtime.sessions, acme.id, [raw(f"e{i:02d}") for i in range(12)]).accepted == 12
+    assert ingest_request(runtime.sessions, acme.id, [raw_event(f"e{i:02d}") for i in range(12)]).accepted == 12
 
     drain(runtime)
 
@@ -139,9 +132,9 @@ def test_max_events_per_message_and_gzip_above_the_threshold(
 def test_an_interval_holds_further_messages_back(opener: Opener, acme: NewAccount, smtp_server: SmtpServer) -> None:
     runtime = opener(**smtp(smtp_server))
     destination = add_email(runtime, acme.id, interval_seconds=600)
-    ingest_request(runtime.sessions, acme.id, [raw("first")])
+    ingest_request(runtime.sessions, acme.id, [raw_event("first")])
     drain(runtime)
-    ingest_request(runtime.sessions, acme.id, [raw("second"), raw("third")])
+    ingest_request(runtime.sessions, acme.id, [raw_event("second"), raw_event("third")])
 
     drain(runtime)
 
@@ -155,7 +148,7 @@ def test_a_wrong_password_is_retried_then_the_destination_is_deactivated(
 ) -> None:
     runtime = opener(**smtp(smtp_server, smtp_password="wrong"), deactivate_after_failures=3)
     destination = add_email(runtime, acme.id)
-    ingest_request(runtime.sessions, acme.id, [raw("a"), raw("b")])
+    ingest_request(runtime.sessions, acme.id, [raw_event("a"), raw_event("b")])
     told: list[int] = []
 
     drain(runtime, told.append)
@@ -175,7 +168,7 @@ def test_a_server_that_is_down_is_retried_with_the_same_message_id(
 ) -> None:
     runtime = opener(**smtp(smtp_server, smtp_port=free_port()))
     destination = add_email(runtime, acme.id)
-    ingest_request(runtime.sessions, acme.id, [raw("a")])
+    ingest_request(runtime.sessions, acme.id, [raw_event("a")])
     dispatcher = Dispatcher(runtime)
     dispatcher.run_once()
     dispatcher.stop()  # waits for the one try in flight
@@ -200,7 +193,7 @@ def test_a_deactivated_destination_is_mailed_to_the_account_owner(
         set_notice_address(session, acme.id, "owner@example.com")
         hook = webhooks.create(session, acme.id, {"url": f"http://127.0.0.1:{free_port()}/hook",
                                                   "events": ["OPEN"]}).id
-    ingest_request(runtime.sessions, acme.id, [raw("a")])
+    ingest_request(runtime.sessions, acme.id, [raw_event("a")])
 
     drain(runtime, lambda destination_id: notify_deactivated(runtime, destination_id))
 

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.errors import ValidationError
 from gateway.events import formats, model
+from tests.support.events import raw_event
 
 # The mapping the issue asks for, written out so that a change to TYPE_ALIASES shows here.
 DOCUMENTED_ALIASES = {
@@ -29,20 +30,6 @@ ISSUE_EXAMPLE = {
 }
 
 
-def raw_event(etype: str, **fields: Any) -> dict[str, Any]:
-    """A valid raw event of ``etype`` (recipient and type-specific fields filled in)."""
-    raw: dict[str, Any] = {"id": f"evt-{etype.lower()}", "type": etype, "occurred_at": "2026-11-24T10:15:00Z"}
-    canonical = model.normalize_type(etype)
-    if canonical in model.SMS_TYPES:
-        raw["phone"] = "+447700900123"
-    elif canonical not in model.CAMPAIGN_TYPES:
-        raw["email"] = "jane@example.com"
-    if canonical == "CLICK":
-        raw["url"] = "https://example.com/offer"
-    raw.update(fields)
-    return raw
-
-
 def valid(raw: dict[str, Any]) -> model.Event:
     event, problems = model.validate(raw, 0)
     assert problems == []
@@ -59,14 +46,14 @@ def problem_fields(raw: Any, record: int | str = 3) -> list[tuple[object, object
 @pytest.mark.parametrize("etype", model.ALL_TYPES)
 def test_every_type_is_accepted_in_any_case(etype: str) -> None:
     for spelling in (etype, etype.lower(), etype.capitalize(), f"  {etype.lower()} "):
-        assert valid(raw_event(etype, type=spelling))["type"] == etype
+        assert valid(raw_event("e1", etype, type=spelling))["type"] == etype
 
 
 @pytest.mark.parametrize(("alias", "expected"), sorted(DOCUMENTED_ALIASES.items()))
 def test_documented_aliases(alias: str, expected: str) -> None:
     assert model.TYPE_ALIASES[alias] == expected
-    assert valid(raw_event(expected, type=alias))["type"] == expected
-    assert valid(raw_event(expected, type=alias.upper()))["type"] == expected
+    assert valid(raw_event("e1", expected, type=alias))["type"] == expected
+    assert valid(raw_event("e1", expected, type=alias.upper()))["type"] == expected
 
 
 @pytest.mark.parametrize(("alias", "expected"), sorted(model.TYPE_ALIASES.items()))
@@ -91,7 +78,7 @@ def test_parse_types_accepts_a_list_or_commas() -> None:
 
 
 def test_unknown_type_names_record_and_field() -> None:
-    event, problems = model.validate(raw_event("OPEN", type="bogus"), 7)
+    event, problems = model.validate(raw_event("e1", "OPEN", type="bogus"), 7)
     assert event is None
     assert [(p.record, p.field) for p in problems] == [(7, "type")]
     assert "'bogus'" in problems[0].message
@@ -108,31 +95,31 @@ def test_missing_type_id_and_time_are_required() -> None:
 
 @pytest.mark.parametrize("etype", sorted(set(model.ALL_TYPES) - model.SMS_TYPES - model.CAMPAIGN_TYPES))
 def test_email_types_need_an_email(etype: str) -> None:
-    raw = raw_event(etype)
+    raw = raw_event("e1", etype)
     del raw["email"]
     assert ("line 4", "email") in problem_fields(raw, "line 4")
 
 
 @pytest.mark.parametrize("etype", sorted(model.SMS_TYPES))
 def test_sms_types_need_a_phone(etype: str) -> None:
-    raw = raw_event(etype, email="jane@example.com")
+    raw = raw_event("e1", etype, email="jane@example.com")
     del raw["phone"]
     assert problem_fields(raw) == [(3, "phone")]
 
 
 @pytest.mark.parametrize("etype", sorted(model.CAMPAIGN_TYPES))
 def test_campaign_types_need_no_recipient(etype: str) -> None:
-    event = valid(raw_event(etype))
+    event = valid(raw_event("e1", etype))
     assert "email" not in event and "phone" not in event
 
 
 def test_phone_numbers_are_normalised_and_checked() -> None:
-    assert valid(raw_event("SMSFAILED", phone="+44 (7700) 900-123"))["phone"] == "+447700900123"
-    assert problem_fields(raw_event("SMSFAILED", phone="call me")) == [(3, "phone")]
+    assert valid(raw_event("e1", "SMSFAILED", phone="+44 (7700) 900-123"))["phone"] == "+447700900123"
+    assert problem_fields(raw_event("e1", "SMSFAILED", phone="call me")) == [(3, "phone")]
 
 
 def test_click_needs_a_url() -> None:
-    raw = raw_event("CLICK")
+    raw = raw_event("e1", "CLICK")
     del raw["url"]
     event, problems = model.validate(raw, 2)
     assert event is None
@@ -141,30 +128,30 @@ def test_click_needs_a_url() -> None:
 
 @pytest.mark.parametrize("url", ["ftp://example.com/file", "javascript:alert(1)", "example.com/offer", "https://"])
 def test_bad_url(url: str) -> None:
-    event, problems = model.validate(raw_event("CLICK", url=url), 5)
+    event, problems = model.validate(raw_event("e1", "CLICK", url=url), 5)
     assert event is None
     assert [(p.record, p.field) for p in problems] == [(5, "url")]
     assert "http or https URL" in problems[0].message
 
 
 def test_bad_email() -> None:
-    assert problem_fields(raw_event("OPEN", email="jane at example")) == [(3, "email")]
+    assert problem_fields(raw_event("e1", "OPEN", email="jane at example")) == [(3, "email")]
 
 
 @pytest.mark.parametrize("field", ["occurred_at", "delivered_at"])
 @pytest.mark.parametrize("value", ["yesterday", "2026-13-45T10:00:00Z", True, [2026, 11, 24], {"at": 1}])
 def test_unparseable_time(field: str, value: object) -> None:
-    assert problem_fields(raw_event("OPEN", **{field: value})) == [(3, field)]
+    assert problem_fields(raw_event("e1", "OPEN", **{field: value})) == [(3, field)]
 
 
 @pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", 1e20,
                                    float("inf"), float("nan")])
 def test_out_of_range_time_is_a_problem_not_a_crash(value: object) -> None:
-    assert problem_fields(raw_event("OPEN", occurred_at=value)) == [(3, "occurred_at")]
+    assert problem_fields(raw_event("e1", "OPEN", occurred_at=value)) == [(3, "occurred_at")]
 
 
 def test_naive_time_is_refused() -> None:
-    event, problems = model.validate(raw_event("OPEN", occurred_at="2026-11-24T10:15:00"), 1)
+    event, problems = model.validate(raw_event("e1", "OPEN", occurred_at="2026-11-24T10:15:00"), 1)
     assert event is None
     assert [(p.record, p.field) for p in problems] == [(1, "occurred_at")]
     assert "time zone" in problems[0].message
@@ -172,28 +159,28 @@ def test_naive_time_is_refused() -> None:
 
 @pytest.mark.parametrize("value", [[1, 2], "esp=ses", 5, True])
 def test_data_must_be_an_object(value: object) -> None:
-    event, problems = model.validate(raw_event("OPEN", data=value), 0)
+    event, problems = model.validate(raw_event("e1", "OPEN", data=value), 0)
     assert event is None
     assert [(p.field, p.message) for p in problems] == [("data", "must be a JSON object")]
 
 
 @pytest.mark.parametrize("value", [{"name": "x"}, ["x"], True])
 def test_text_fields_must_be_text(value: object) -> None:
-    assert problem_fields(raw_event("OPEN", message_name=value)) == [(3, "message_name")]
+    assert problem_fields(raw_event("e1", "OPEN", message_name=value)) == [(3, "message_name")]
 
 
 def test_text_fields_have_a_length_limit() -> None:
-    assert problem_fields(raw_event("OPEN", id="x" * 201)) == [(3, "id")]
-    assert valid(raw_event("OPEN", id="x" * 200))["id"] == "x" * 200
+    assert problem_fields(raw_event("e1", "OPEN", id="x" * 201)) == [(3, "id")]
+    assert valid(raw_event("e1", "OPEN", id="x" * 200))["id"] == "x" * 200
 
 
 def test_nul_characters_are_refused() -> None:
     # PostgreSQL cannot store NUL in text; refusing it here keeps both stores alike.
-    assert problem_fields(raw_event("OPEN", message_name="News\x00letter")) == [(3, "message_name")]
+    assert problem_fields(raw_event("e1", "OPEN", message_name="News\x00letter")) == [(3, "message_name")]
 
 
 def test_numbers_are_taken_as_text_ids() -> None:
-    event = valid(raw_event("OPEN", id=123, list_id=9997))
+    event = valid(raw_event("e1", "OPEN", id=123, list_id=9997))
     assert (event["id"], event["list_id"]) == ("123", "9997")
 
 
@@ -209,7 +196,8 @@ def test_a_record_that_is_not_an_object() -> None:
 
 
 def test_validate_all_lists_every_problem_with_its_record() -> None:
-    raws = [raw_event("OPEN"), raw_event("OPEN", type="nope"), raw_event("CLICK", url="x"), raw_event("SMSOPTOUT")]
+    raws = [raw_event("e1", "OPEN"), raw_event("e2", "OPEN", type="nope"), raw_event("e3", "CLICK", url="x"),
+            raw_event("e4", "SMSOPTOUT")]
     with pytest.raises(ValidationError) as caught:
         model.validate_all(raws)
     assert [(p.record, p.field) for p in caught.value.problems] == [(1, "type"), (2, "url")]
@@ -218,24 +206,24 @@ def test_validate_all_lists_every_problem_with_its_record() -> None:
 
 def test_validate_all_limits_the_problems() -> None:
     with pytest.raises(ValidationError) as caught:
-        model.validate_all([raw_event("OPEN", type="nope")] * 50, max_problems=10)
+        model.validate_all([raw_event("e1", "OPEN", type="nope")] * 50, max_problems=10)
     assert len(caught.value.problems) == 10
 
 
 def test_unknown_keys_go_into_data() -> None:
-    event = valid(raw_event("OPEN", esp_name="Amazon SES", device={"os": "iOS"}, data={"profile": "p1"}))
+    event = valid(raw_event("e1", "OPEN", esp_name="Amazon SES", device={"os": "iOS"}, data={"profile": "p1"}))
     assert event["data"] == {"esp_name": "Amazon SES", "device": {"os": "iOS"}, "profile": "p1"}
     assert "esp_name" not in event
 
 
 def test_fields_of_other_types_go_into_data() -> None:
-    event = valid(raw_event("OPEN", url="https://example.com/x", reason="n/a", source="form"))
+    event = valid(raw_event("e1", "OPEN", url="https://example.com/x", reason="n/a", source="form"))
     assert "url" not in event and "reason" not in event and "source" not in event
     assert event["data"] == {"url": "https://example.com/x", "reason": "n/a", "source": "form"}
 
 
 def test_explicit_data_wins_over_a_stray_key() -> None:
-    event = valid(raw_event("OPEN", esp_name="stray", data={"esp_name": "given"}))
+    event = valid(raw_event("e1", "OPEN", esp_name="stray", data={"esp_name": "given"}))
     assert event["data"] == {"esp_name": "given"}
 
 
@@ -248,7 +236,7 @@ def test_explicit_data_wins_over_a_stray_key() -> None:
     ("1795515300", datetime(2026, 11, 24, 10, 15, tzinfo=timezone.utc)),
 ])
 def test_times_are_stored_as_aware_utc(value: object, expected: datetime) -> None:
-    event = valid(raw_event("OPEN", occurred_at=value, delivered_at=value))
+    event = valid(raw_event("e1", "OPEN", occurred_at=value, delivered_at=value))
     for name in ("occurred_at", "delivered_at"):
         assert event[name] == expected
         assert event[name].tzinfo == timezone.utc
@@ -259,11 +247,11 @@ def test_to_json_has_the_shape_of_the_issue_example() -> None:
 
 
 def test_to_json_of_sms_bounce_and_opt_events() -> None:
-    sms = formats.to_json(valid(raw_event("SMSFAILED", error="absent subscriber")))
+    sms = formats.to_json(valid(raw_event("e1", "SMSFAILED", error="absent subscriber")))
     assert sms["phone"] == "+447700900123" and "email" not in sms and sms["error"] == "absent subscriber"
-    bounce = formats.to_json(valid(raw_event("hard", category="hard", reason="550 user unknown")))
+    bounce = formats.to_json(valid(raw_event("e1", "hard", category="hard", reason="550 user unknown")))
     assert (bounce["type"], bounce["category"], bounce["reason"]) == ("BOUNCE", "hard", "550 user unknown")
-    opt = formats.to_json(valid(raw_event("unsubscribe", source="link")))
+    opt = formats.to_json(valid(raw_event("e1", "unsubscribe", source="link")))
     assert (opt["type"], opt["source"]) == ("OPTOUT", "link")
     assert "data" not in opt and "url" not in opt
 
@@ -281,8 +269,8 @@ def test_csv_row_follows_csv_columns() -> None:
 
 
 def test_an_exported_csv_reads_back_as_the_same_events() -> None:
-    originals = [valid(ISSUE_EXAMPLE), valid(raw_event("SMSFAILED", error="absent, subscriber")),
-                 valid(raw_event("BLOCKED", category="policy", reason='said "no"', extra=[1, 2]))]
+    originals = [valid(ISSUE_EXAMPLE), valid(raw_event("e1", "SMSFAILED", error="absent, subscriber")),
+                 valid(raw_event("e1", "BLOCKED", category="policy", reason='said "no"', extra=[1, 2]))]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(formats.CSV_COLUMNS)
@@ -315,7 +303,7 @@ def test_legacy_headers_of_open_and_click_are_the_documented_strings() -> None:
 def test_every_type_has_a_legacy_header_starting_with_type(etype: str) -> None:
     columns = [name.strip() for name in formats.legacy_header(etype).split(",")]
     assert columns[0] == "type"
-    row = formats.to_legacy_row(valid(raw_event(etype)))
+    row = formats.to_legacy_row(valid(raw_event("e1", etype)))
     assert len(row) == len(columns)
     assert row[0] == etype
 
@@ -337,18 +325,18 @@ def test_form_field_names() -> None:
 
 
 def test_form_field_names_of_sms_and_bounce() -> None:
-    sms = dict(formats.to_form(valid(raw_event("SMSFAILED", error="absent subscriber"))))
+    sms = dict(formats.to_form(valid(raw_event("e1", "SMSFAILED", error="absent subscriber"))))
     assert sms["mobile"] == "+447700900123" and sms["error"] == "absent subscriber" and "email" not in sms
-    bounce = dict(formats.to_form(valid(raw_event("SOFTBOUNCE", category="soft", reason="mailbox full"))))
+    bounce = dict(formats.to_form(valid(raw_event("e1", "SOFTBOUNCE", category="soft", reason="mailbox full"))))
     assert (bounce["category"], bounce["reason"]) == ("soft", "mailbox full")
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_data_must_be_plain_json(value: float) -> None:
-    assert problem_fields(raw_event("OPEN", data={"score": value})) == [(3, "data")]
-    assert problem_fields(raw_event("OPEN", score=value)) == [(3, "data")]
+    assert problem_fields(raw_event("e1", "OPEN", data={"score": value})) == [(3, "data")]
+    assert problem_fields(raw_event("e1", "OPEN", score=value)) == [(3, "data")]
 
 
 def test_data_has_a_size_limit_also_for_unknown_keys() -> None:
-    assert problem_fields(raw_event("OPEN", data={"x": "y" * model.MAX_DATA_BYTES})) == [(3, "data")]
-    assert problem_fields(raw_event("OPEN", notes="y" * model.MAX_DATA_BYTES)) == [(3, "data")]
+    assert problem_fields(raw_event("e1", "OPEN", data={"x": "y" * model.MAX_DATA_BYTES})) == [(3, "data")]
+    assert problem_fields(raw_event("e1", "OPEN", notes="y" * model.MAX_DATA_BYTES)) == [(3, "data")]

@@ -21,17 +21,19 @@ from sqlalchemy import select, update
 
 from gateway.accounts import NewAccount, create_account
 from gateway.delivery import export
-from gateway.delivery.export import Exporter, FilePlan, Period
+from gateway.delivery.export import Exporter
 from gateway.destinations import management as admin
+from gateway.destinations.files import FilePlan, Period
 from gateway.errors import DeliveryError, NotFound, ValidationError
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
 from gateway.store.models import Destination, QueueItem, utcnow
 from gateway.store.models import Event as EventRow
-from tests.conftest import PASSWORD, make_runtime
-from tests.fixtures._certs import free_port
-from tests.fixtures.ftp import FtpServer
-from tests.fixtures.sshd import SshdServer
+from tests.support.events import raw_event
+from tests.support.ftp import FtpServer
+from tests.support.net import free_port
+from tests.support.runtime import PASSWORD, make_runtime
+from tests.support.sshd import SshdServer
 
 UTC = timezone.utc
 # Arrivals are placed on past days, so every period in a test has closed by the time it runs.
@@ -43,19 +45,16 @@ def at(day: date, hour: int = 10, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), UTC)
 
 
-def raw(uid: str, etype: str = "OPEN", **fields: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {"id": uid, "type": etype, "occurred_at": "2026-11-20T10:15:00Z",
-                             "delivered_at": "2026-11-20T09:00:00.250000+01:00",
-                             "email": f"{uid}@example.com", "message_name": "Winter sale, part 1 & 2",
-                             "data": {"esp": "in-house", "tags": ["a", "b"], "score": 1.5}}
-    if etype == "CLICK":
-        event["url"] = "https://shop.example.com/offer?a=1&b=2"
-    return {**event, **fields}
+# Fields every exported event carries, with text that each line format must quote or escape.
+FILLED_IN = {"occurred_at": "2026-11-20T10:15:00Z", "delivered_at": "2026-11-20T09:00:00.250000+01:00",
+             "message_name": "Winter sale, part 1 & 2", "data": {"esp": "in-house", "tags": ["a", "b"], "score": 1.5}}
 
 
-def arrive(runtime: Runtime, account_id: int, uids: list[str], when: datetime, etype: str = "OPEN") -> None:
+def arrive(runtime: Runtime, account_id: int, uids: list[str], when: datetime, etype: str = "OPEN",
+           **fields: Any) -> None:
     """Store events as if they had arrived at ``when`` (their queue rows' due_at)."""
-    assert ingest_request(runtime.sessions, account_id, [raw(u, etype) for u in uids]).accepted == len(uids)
+    raws = [raw_event(u, etype, **FILLED_IN, **fields) for u in uids]
+    assert ingest_request(runtime.sessions, account_id, raws).accepted == len(uids)
     with runtime.sessions.begin() as session:
         session.execute(update(QueueItem).where(QueueItem.event_id.in_(
             select(EventRow.id).where(EventRow.account_id == account_id, EventRow.uid.in_(uids)))).values(due_at=when))
@@ -186,7 +185,8 @@ def test_each_period_becomes_one_complete_file_per_format_on_ftp(acme: tuple[Run
     made = {fmt: create(runtime, account.id, **ftp_settings(ftp_server, remote_dir=fmt, line_format=fmt))
             for fmt in ("form", "csv", "jsonl")}
     arrive(runtime, account.id, [f"a{i}" for i in range(30)], at(DAY1, 9))
-    arrive(runtime, account.id, [f"c{i}" for i in range(5)], at(DAY1, 23, 59), "CLICK")
+    arrive(runtime, account.id, [f"c{i}" for i in range(5)], at(DAY1, 23, 59), "CLICK",
+           url="https://shop.example.com/offer?a=1&b=2")
     arrive(runtime, account.id, [f"b{i}" for i in range(20)], at(DAY2, 0, 0))
     arrive(runtime, account.id, [f"x{i}" for i in range(3)], at(DAY2, 1), "BOUNCE")  # not routed here
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from tests.fixtures.postgres import PostgresServer
+from tests.support.postgres import PostgresServer
 
 
 def _tables(url: str) -> list[str]:

@@ -6,7 +6,6 @@ import json
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -17,20 +16,7 @@ from gateway.errors import TooLarge, ValidationError
 from gateway.ingest import IngestResult, ingest_file, ingest_request, parse_body, store_events
 from gateway.runtime import Runtime
 from gateway.store.models import Destination, Event, QueueItem, Route
-
-
-def raw(uid: str, etype: str = "OPEN", **fields: Any) -> dict[str, Any]:
-    """A valid raw event with producer id ``uid``."""
-    event: dict[str, Any] = {"id": uid, "type": etype, "occurred_at": "2026-11-24T10:15:00Z"}
-    canonical = etype.upper()
-    if canonical in ("SMSOPTOUT", "SMSFAILED"):
-        event["phone"] = "+447700900123"
-    elif canonical not in ("DELIVERY", "DELIVERYSTART"):
-        event["email"] = f"{uid}@example.com"
-    if canonical == "CLICK":
-        event["url"] = "https://example.com/offer"
-    event.update(fields)
-    return event
+from tests.support.events import raw_event, write_jsonl
 
 
 def stored(runtime: Runtime, account: NewAccount) -> dict[str, str]:
@@ -57,14 +43,9 @@ def total_rows(runtime: Runtime) -> tuple[int, int]:
             select(func.count()).select_from(QueueItem))
 
 
-def write_jsonl(path: Path, records: list[Any]) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
 def test_request_stores_events_and_a_pull_queue_row_each(runtime: Runtime, account: NewAccount) -> None:
-    raws = [raw("e1", "OPEN"), raw("e2", "click"), raw("e3", "SMSFAILED", error="absent subscriber"),
-            raw("e4", "DELIVERYSTART")]
+    raws = [raw_event("e1", "OPEN"), raw_event("e2", "click"), raw_event("e3", "SMSFAILED", error="absent subscriber"),
+            raw_event("e4", "DELIVERYSTART")]
     assert ingest_request(runtime.sessions, account.id, raws) == IngestResult(4, 0)
     assert stored(runtime, account) == {"e1": "OPEN", "e2": "CLICK", "e3": "SMSFAILED", "e4": "DELIVERYSTART"}
     assert queued(runtime, account.pull_destination_id) == [
@@ -75,7 +56,7 @@ def test_request_stores_events_and_a_pull_queue_row_each(runtime: Runtime, accou
 
 
 def test_stored_event_keeps_every_field(runtime: Runtime, account: NewAccount) -> None:
-    ingest_request(runtime.sessions, account.id, [raw(
+    ingest_request(runtime.sessions, account.id, [raw_event(
         "e1", "hard", occurred_at="2026-11-24T11:15:00+01:00", delivered_at=1795510800, message_id="m-42",
         message_name="November news", list_id=9997, category="hard", reason="550 user unknown",
         esp_name="Amazon SES", data={"tags": ["a", "b"]})])
@@ -96,7 +77,7 @@ def test_one_queue_row_per_routed_destination(runtime: Runtime, account: NewAcco
         session.flush()
         session.add(Route(account_id=account.id, event_type="CLICK", destination_id=webhook.id))
         webhook_id = webhook.id
-    ingest_request(runtime.sessions, account.id, [raw("e1", "OPEN"), raw("e2", "CLICK")])
+    ingest_request(runtime.sessions, account.id, [raw_event("e1", "OPEN"), raw_event("e2", "CLICK")])
     assert queued(runtime, account.pull_destination_id) == [("e1", "OPEN"), ("e2", "CLICK")]
     assert queued(runtime, webhook_id) == [("e2", "CLICK")]
 
@@ -104,13 +85,14 @@ def test_one_queue_row_per_routed_destination(runtime: Runtime, account: NewAcco
 def test_an_unrouted_type_is_stored_but_not_queued(runtime: Runtime, account: NewAccount) -> None:
     with runtime.sessions.begin() as session:
         session.query(Route).filter(Route.account_id == account.id, Route.event_type == "OPEN").delete()
-    assert ingest_request(runtime.sessions, account.id, [raw("e1", "OPEN"), raw("e2", "CLICK")]) == IngestResult(2, 0)
+    assert ingest_request(runtime.sessions, account.id,
+                          [raw_event("e1", "OPEN"), raw_event("e2", "CLICK")]) == IngestResult(2, 0)
     assert stored(runtime, account) == {"e1": "OPEN", "e2": "CLICK"}
     assert queued(runtime, account.pull_destination_id) == [("e2", "CLICK")]
 
 
 def test_events_and_queue_rows_share_the_callers_transaction(runtime: Runtime, account: NewAccount) -> None:
-    events = ingest.model.validate_all([raw("e1"), raw("e2")])
+    events = ingest.model.validate_all([raw_event("e1"), raw_event("e2")])
     with runtime.sessions() as session:
         session.begin()
         assert store_events(session, account.id, events) == IngestResult(2, 0)
@@ -119,16 +101,17 @@ def test_events_and_queue_rows_share_the_callers_transaction(runtime: Runtime, a
 
 
 def test_a_resent_event_is_a_duplicate(runtime: Runtime, account: NewAccount) -> None:
-    assert ingest_request(runtime.sessions, account.id, [raw("e1"), raw("e2")]) == IngestResult(2, 0)
-    assert ingest_request(runtime.sessions, account.id, [raw("e1"), raw("e2")]) == IngestResult(0, 2)
+    assert ingest_request(runtime.sessions, account.id, [raw_event("e1"), raw_event("e2")]) == IngestResult(2, 0)
+    assert ingest_request(runtime.sessions, account.id, [raw_event("e1"), raw_event("e2")]) == IngestResult(0, 2)
     assert ingest_request(runtime.sessions, account.id,
-                          [raw("e2", "CLICK"), raw("e3")]) == IngestResult(1, 1)
+                          [raw_event("e2", "CLICK"), raw_event("e3")]) == IngestResult(1, 1)
     assert stored(runtime, account) == {"e1": "OPEN", "e2": "OPEN", "e3": "OPEN"}
     assert total_rows(runtime) == (3, 3)
 
 
 def test_duplicates_inside_one_request(runtime: Runtime, account: NewAccount) -> None:
-    result = ingest_request(runtime.sessions, account.id, [raw("e1"), raw("e2"), raw("e1", "CLICK"), raw("e1")])
+    result = ingest_request(runtime.sessions, account.id,
+                            [raw_event("e1"), raw_event("e2"), raw_event("e1", "CLICK"), raw_event("e1")])
     assert result == IngestResult(2, 2)
     assert stored(runtime, account) == {"e1": "OPEN", "e2": "OPEN"}
     assert total_rows(runtime) == (2, 2)
@@ -137,8 +120,8 @@ def test_duplicates_inside_one_request(runtime: Runtime, account: NewAccount) ->
 def test_one_invalid_event_stores_nothing_and_every_problem_is_listed(
     runtime: Runtime, account: NewAccount
 ) -> None:
-    raws = [raw("e0"), raw("e1", "nope"), raw("e2"), raw("e3", "CLICK", url="ftp://x/y"),
-            {"id": "e4", "type": "OPEN", "occurred_at": "2026-11-24T10:15:00"}, raw("e5", data=[1])]
+    raws = [raw_event("e0"), raw_event("e1", "nope"), raw_event("e2"), raw_event("e3", "CLICK", url="ftp://x/y"),
+            {"id": "e4", "type": "OPEN", "occurred_at": "2026-11-24T10:15:00"}, raw_event("e5", data=[1])]
     with pytest.raises(ValidationError) as caught:
         ingest_request(runtime.sessions, account.id, raws)
     assert [(p.record, p.field) for p in caught.value.problems] == [
@@ -147,10 +130,10 @@ def test_one_invalid_event_stores_nothing_and_every_problem_is_listed(
 
 
 def test_accounts_never_share_events(runtime: Runtime, account: NewAccount, other_account: NewAccount) -> None:
-    assert ingest_request(runtime.sessions, account.id, [raw("e1"), raw("e2")]) == IngestResult(2, 0)
+    assert ingest_request(runtime.sessions, account.id, [raw_event("e1"), raw_event("e2")]) == IngestResult(2, 0)
     # The same producer ids are new for another account.
     assert ingest_request(runtime.sessions, other_account.id,
-                          [raw("e2", "CLICK"), raw("e3", "CLICK")]) == IngestResult(2, 0)
+                          [raw_event("e2", "CLICK"), raw_event("e3", "CLICK")]) == IngestResult(2, 0)
     assert stored(runtime, account) == {"e1": "OPEN", "e2": "OPEN"}
     assert stored(runtime, other_account) == {"e2": "CLICK", "e3": "CLICK"}
     assert queued(runtime, account.pull_destination_id) == [("e1", "OPEN"), ("e2", "OPEN")]
@@ -165,7 +148,8 @@ def test_accounts_never_share_events(runtime: Runtime, account: NewAccount, othe
 
 
 def test_jsonl_file(runtime: Runtime, account: NewAccount, tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "events.jsonl", [raw("e1"), raw("e2", "CLICK"), "", raw("e3", "unsubscribe")])
+    path = write_jsonl(tmp_path / "events.jsonl",
+                       [raw_event("e1"), raw_event("e2", "CLICK"), "", raw_event("e3", "unsubscribe")])
     result = ingest_file(runtime.sessions, account.id, path)
     assert (result.lines, result.stored, result.rejected, result.problems) == (3, IngestResult(3, 0), 0, [])
     assert stored(runtime, account) == {"e1": "OPEN", "e2": "CLICK", "e3": "OPTOUT"}
@@ -195,7 +179,7 @@ def test_csv_file(runtime: Runtime, account: NewAccount, tmp_path: Path) -> None
 
 def test_a_file_with_invalid_lines_stores_nothing(runtime: Runtime, account: NewAccount, tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "events.jsonl", [
-        raw("e1"), raw("e2", "nope"), raw("e3"), '{"id": "e4", "type": "OPEN",',
+        raw_event("e1"), raw_event("e2", "nope"), raw_event("e3"), '{"id": "e4", "type": "OPEN",',
         {"id": "e5", "type": "CLICK", "occurred_at": 1795515300, "email": "e5@example.com"}])
     with pytest.raises(ValidationError) as caught:
         ingest_file(runtime.sessions, account.id, path)
@@ -219,14 +203,15 @@ def test_a_csv_file_with_invalid_lines_names_them(runtime: Runtime, account: New
 def test_skip_invalid_stores_the_valid_lines_and_writes_the_rejects(
     runtime: Runtime, account: NewAccount, tmp_path: Path
 ) -> None:
-    path = write_jsonl(tmp_path / "events.jsonl", [raw("e1"), raw("e2", "nope"), "not json", raw("e4")])
+    path = write_jsonl(tmp_path / "events.jsonl",
+                       [raw_event("e1"), raw_event("e2", "nope"), "not json", raw_event("e4")])
     rejects = io.StringIO()
     result = ingest_file(runtime.sessions, account.id, path, skip_invalid=True, rejects=rejects)
     assert (result.lines, result.stored, result.rejected) == (4, IngestResult(2, 0), 2)
     assert [(p.record, p.field) for p in result.problems] == [("line 2", "type"), ("line 3", None)]
     assert stored(runtime, account) == {"e1": "OPEN", "e4": "OPEN"}
     written = [json.loads(line) for line in rejects.getvalue().splitlines()]
-    assert [(r["line"], r["record"]) for r in written] == [(2, raw("e2", "nope")), (3, None)]
+    assert [(r["line"], r["record"]) for r in written] == [(2, raw_event("e2", "nope")), (3, None)]
     assert written[0]["errors"][0]["field"] == "type" and "'nope'" in written[0]["errors"][0]["message"]
     assert "invalid JSON" in written[1]["errors"][0]["message"]
 
@@ -236,7 +221,8 @@ def test_rerunning_a_file_stores_nothing_new(
 ) -> None:
     # Small chunks, so that the file spans several transactions and repeats cross chunks.
     monkeypatch.setattr(ingest, "FILE_CHUNK", 3)
-    records = [raw(f"e{i}", ["OPEN", "CLICK", "BOUNCE"][i % 3]) for i in range(10)] + [raw("e4"), raw("e9")]
+    records = [raw_event(f"e{i}", ["OPEN", "CLICK", "BOUNCE"][i % 3]) for i in range(10)] \
+        + [raw_event("e4"), raw_event("e9")]
     path = write_jsonl(tmp_path / "events.jsonl", records)
     first = ingest_file(runtime.sessions, account.id, path)
     assert (first.lines, first.stored) == (12, IngestResult(10, 2))
@@ -246,7 +232,7 @@ def test_rerunning_a_file_stores_nothing_new(
 
 
 def test_file_progress_counts_every_byte(runtime: Runtime, account: NewAccount, tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "events.jsonl", [raw("e1"), raw("é2")])
+    path = write_jsonl(tmp_path / "events.jsonl", [raw_event("e1"), raw_event("é2")])
     seen: list[int] = []
     ingest_file(runtime.sessions, account.id, path, progress=seen.append)
     assert sum(seen) == path.stat().st_size
@@ -273,7 +259,7 @@ def test_parse_body_reads_a_json_array() -> None:
 
 
 def test_parse_body_refuses_more_than_the_batch_limit() -> None:
-    events = [raw(f"e{i}") for i in range(10_001)]
+    events = [raw_event(f"e{i}") for i in range(10_001)]
     with pytest.raises(TooLarge):
         parse_body(json.dumps(events).encode(), "application/json", 10_000)
     with pytest.raises(TooLarge):
@@ -325,7 +311,7 @@ def test_example_file_ingests_completely(runtime: Runtime, account: NewAccount) 
 
 def test_data_is_stored_alike_on_both_stores(runtime: Runtime, account: NewAccount) -> None:
     data = {"note": "nul \x00 inside", "big": 2**63 - 1, "nested": {"list": [1.5, None, True]}, "ünï": "cødé"}
-    ingest_request(runtime.sessions, account.id, [raw("e1", data=data)])
+    ingest_request(runtime.sessions, account.id, [raw_event("e1", data=data)])
     with runtime.sessions() as session:
         assert session.scalars(select(Event.data)).one() == data
 
@@ -333,6 +319,6 @@ def test_data_is_stored_alike_on_both_stores(runtime: Runtime, account: NewAccou
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_data_that_is_not_json_is_refused(runtime: Runtime, account: NewAccount, value: float) -> None:
     with pytest.raises(ValidationError) as caught:
-        ingest_request(runtime.sessions, account.id, [raw("e1", data={"score": value})])
+        ingest_request(runtime.sessions, account.id, [raw_event("e1", data={"score": value})])
     assert [(p.record, p.field) for p in caught.value.problems] == [(0, "data")]
     assert total_rows(runtime) == (0, 0)

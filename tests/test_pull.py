@@ -15,7 +15,7 @@ from gateway.errors import NotFound, ValidationError
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
 from gateway.store.models import Event, PullBatch, QueueItem, utcnow
-from tests.conftest import make_runtime
+from tests.support.runtime import make_runtime
 
 
 def _ago(seconds: float) -> datetime:

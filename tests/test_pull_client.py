@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,15 @@ from gateway.limits import MAX_BATCH_EVENTS
 from gateway.pull_client import EventsClient, pull_to_csv
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
-from tests.conftest import PASSWORD, make_runtime
+from tests.support.events import raw_events
+from tests.support.runtime import PASSWORD, make_runtime
 
 GATEWAY = Path(sys.executable).with_name("gateway")
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def make_events(count: int, types: tuple[str, ...] = ("OPEN", "CLICK"), prefix: str = "e") -> list[model.Event]:
-    """``count`` validated events, alternating between ``types``, a second apart."""
-    return [{"id": f"{prefix}-{i}", "type": types[i % len(types)], "occurred_at": T0 + timedelta(seconds=i),
-             "email": f"user{i}@example.com", "message_name": "Spring, \"sale\"", "url": f"https://example.com/{i}",
-             "data": {"n": i}} for i in range(count)]
+    """``count`` validated events, alternating between ``types``, a second apart, with text the CSV must quote."""
+    return model.validate_all(raw_events(count, types, prefix, message_name='Spring, "sale"', data={"n": 1}))
 
 
 def store(runtime: Runtime, account_id: int, events: list[model.Event], chunk: int = 10_000) -> None:

@@ -12,8 +12,8 @@ from gateway.errors import DeliveryError
 from gateway.events import formats
 from gateway.events import model as ev
 from sinks.email import EmailSink, SmtpSettings
-from tests.fixtures._certs import free_port
-from tests.fixtures.smtp import SmtpServer
+from tests.support.net import free_port
+from tests.support.smtp import SmtpServer
 
 EVENTS = ev.validate_all(
     [

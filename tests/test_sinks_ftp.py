@@ -10,9 +10,9 @@ import pytest
 
 from gateway.errors import DeliveryError
 from sinks.ftp import FileTarget, uploader_for
-from tests.fixtures._certs import free_port
-from tests.fixtures.ftp import FtpServer
-from tests.fixtures.sshd import SshdServer
+from tests.support.ftp import FtpServer
+from tests.support.net import free_port
+from tests.support.sshd import SshdServer
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from gateway.errors import DeliveryError
 from gateway.events import formats
 from gateway.events import model as ev
 from sinks.http import HttpSink, generate_secret, parse_secret
-from tests.fixtures.http_receiver import Receiver, Reply
+from tests.support.http_receiver import Receiver, Reply
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdefghijklmnopqrstuv").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"another secret of thirty-two by").decode()

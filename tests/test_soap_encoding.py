@@ -33,41 +33,19 @@ from gateway.soap.encoding import (
     encode_result,
     parse_envelope,
 )
+from tests.support.envelopes import (
+    COMMENTED_GET_BATCH,
+    DOCUMENTED_GET_BATCH,
+    DOCUMENTED_LOGIN,
+    encoded,
+    handle_request,
+    literal,
+    php_value,
+    response_result,
+)
 
 WSDL_DIR = Path(__file__).resolve().parent.parent / "wsdl"
 XSI_TYPE = f"{{{XSI_NS}}}type"
-
-# The envelope head of the getBatch request published in the pull-API documentation.
-ENCODED_HEAD = (
-    '<?xml version="1.0" encoding="UTF-8"?>\n'
-    '<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"'
-    ' xmlns:ns1="urn:localhost-paint" xmlns:xsd="http://www.w3.org/2001/XMLSchema"'
-    ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:ns2="http://xml.apache.org/xml-soap"'
-    ' xmlns:SOAP-ENC="http://schemas.xmlsoap.org/soap/encoding/"'
-    ' SOAP-ENV:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">'
-    "<SOAP-ENV:Body>"
-)
-ENCODED_TAIL = "</SOAP-ENV:Body></SOAP-ENV:Envelope>"
-
-
-def encoded(body: str) -> bytes:
-    """A full encoded-flavour envelope around ``body``."""
-    return (ENCODED_HEAD + body + ENCODED_TAIL).encode()
-
-
-def handle_request(*parts: str) -> bytes:
-    """An encoded envelope whose ns1:handleRequest holds ``parts``."""
-    return encoded("<ns1:handleRequest>" + "".join(parts) + "</ns1:handleRequest>")
-
-
-def literal(body: str) -> bytes:
-    """A literal-flavour envelope as PHP's SoapClient writes it for ctrlPaintLiteral.wsdl."""
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"'
-        ' xmlns:ns1="urn:localhost-paint" xmlns:ns2="http://www.pure360.com/paint">'
-        f"<SOAP-ENV:Body><ns1:handleRequest>{body}</ns1:handleRequest></SOAP-ENV:Body></SOAP-ENV:Envelope>"
-    ).encode()
 
 
 def entry(key: str, value: str, xsd_type: str = "xsd:string") -> str:
@@ -75,57 +53,12 @@ def entry(key: str, value: str, xsd_type: str = "xsd:string") -> str:
     return f'<item><key xsi:type="xsd:string">{key}</key><value xsi:type="{xsd_type}">{value}</value></item>'
 
 
-LOGIN = """
-<ns1:handleRequest>
-  <contextId xsi:nil="true"/>
-  <className xsi:type="xsd:string">bus_facade_context</className>
-  <processName xsi:type="xsd:string">login</processName>
-  <entityData xsi:type="ns2:Map">
-    <item><key xsi:type="xsd:string">userName</key><value xsi:type="xsd:string">API USERNAME HERE</value></item>
-    <item><key xsi:type="xsd:string">password</key><value xsi:type="xsd:string">API PASSWORD HERE</value></item>
-  </entityData>
-  <processData xsi:nil="true"/>
-</ns1:handleRequest>
-"""
-
-GET_BATCH = """
-<ns1:handleRequest>
-  <contextId xsi:type="xsd:string">P-JMDAF9HdkwjRCevNVPathRy</contextId>
-  <className xsi:type="xsd:string">bus_facade_eventNotification</className>
-  <processName xsi:type="xsd:string">getBatch</processName>
-  <entityData xsi:nil="true"/>
-  <processData xsi:type="ns2:Map">
-    <item><key xsi:type="xsd:string">notificationTypes</key><value xsi:type="xsd:string">OPEN,CLICK,DELIVERY</value></item>
-    <item><key xsi:type="xsd:string">maxNotifications</key><value xsi:type="xsd:int">1000</value></item>
-    <item><key xsi:type="xsd:string">markAsReadInd</key><value xsi:type="xsd:string">N</value></item>
-  </processData>
-</ns1:handleRequest>
-"""
-
-# The documentation's style: comments between and inside the parts, and a whitespace-only map.
-GET_BATCH_COMMENTED = """
-<ns1:handleRequest>
-  <!-- The current session identifier -->
-  <contextId xsi:type="xsd:string">P-JMDAF9HdkwjRCevNVPathRy</contextId>
-  <!-- The facade and its process -->
-  <className xsi:type="xsd:string">bus_facade_eventNotification</className>
-  <processName xsi:type="xsd:string">getBatch</processName>
-  <entityData xsi:type="ns2:Map"> </entityData>
-  <!-- Parameters for the process, not stored on the entity -->
-  <processData xsi:type="ns2:Map">
-    <item>
-      <!-- Which types to collect -->
-      <key xsi:type="xsd:string">notificationTypes</key>
-      <value xsi:type="xsd:string">OPEN,<!-- and -->CLICK</value>
-    </item>
-    <item><key xsi:type="xsd:string">maxNotifications</key><value xsi:type="xsd:int">1000</value></item>
-  </processData>
-</ns1:handleRequest>
-"""
+CONTEXT = "P-JMDAF9HdkwjRCevNVPathRy"
+LOGIN = DOCUMENTED_LOGIN.format(user="API USERNAME HERE", password="API PASSWORD HERE").encode()
 
 
 def test_login_as_documented() -> None:
-    request = parse_envelope(encoded(LOGIN))
+    request = parse_envelope(LOGIN)
 
     assert request == PaintRequest(
         context_id=None,
@@ -138,9 +71,9 @@ def test_login_as_documented() -> None:
 
 
 def test_get_batch_as_documented() -> None:
-    request = parse_envelope(encoded(GET_BATCH))
+    request = parse_envelope(DOCUMENTED_GET_BATCH.format(context=CONTEXT).encode())
 
-    assert request.context_id == "P-JMDAF9HdkwjRCevNVPathRy"
+    assert request.context_id == CONTEXT
     assert (request.class_name, request.process_name) == ("bus_facade_eventNotification", "getBatch")
     assert request.entity_data == {}
     assert request.process_data == {
@@ -152,11 +85,18 @@ def test_get_batch_as_documented() -> None:
 
 
 def test_get_batch_with_comments_and_whitespace_map() -> None:
-    request = parse_envelope(encoded(GET_BATCH_COMMENTED))
+    request = parse_envelope(COMMENTED_GET_BATCH.format(context=CONTEXT, mark="N").encode())
 
-    assert request.context_id == "P-JMDAF9HdkwjRCevNVPathRy"
+    assert request.context_id == CONTEXT
     assert request.entity_data == {}
-    assert request.process_data == {"notificationTypes": "OPEN,CLICK", "maxNotifications": "1000"}
+    assert request.process_data == {
+        "notificationTypes": "OPEN,CLICK",
+        "maxNotifications": None,
+        "markAsReadInd": "N",
+        "markAsProcessingInd": "N",
+        "encoding": "plain",
+        "clientType": "CLIENT_PULL",
+    }
 
 
 @pytest.mark.parametrize(
@@ -463,8 +403,8 @@ EXTERNAL_ENTITY = (
     [
         BILLION_LAUGHS.encode(),
         EXTERNAL_ENTITY.encode(),
-        b'<!DOCTYPE e SYSTEM "http://127.0.0.1:9/e.dtd">' + encoded(LOGIN).split(b"\n", 1)[1],
-        b"<?xml version='1.0'?>\n<!-- <looks like an element> -->\n<!DOCTYPE e>" + encoded(LOGIN).split(b"\n", 1)[1],
+        b'<!DOCTYPE e SYSTEM "http://127.0.0.1:9/e.dtd">' + LOGIN.split(b"\n", 1)[1],
+        b"<?xml version='1.0'?>\n<!-- <looks like an element> -->\n<!DOCTYPE e>" + LOGIN.split(b"\n", 1)[1],
         codecs.BOM_UTF16_LE + EXTERNAL_ENTITY.replace('<?xml version="1.0"?>', "").encode("utf-16-le"),
     ],
     ids=["billion-laughs", "external-entity", "external-dtd", "after-comment", "utf-16"],
@@ -542,33 +482,6 @@ BATCH_RESULT: dict[str, Any] = {
 }
 
 
-def php_like(value: etree._Element) -> Any:
-    """Decode an encoded value the way PHP's SoapClient does, driven by xsi:type alone."""
-    if value.get(f"{{{XSI_NS}}}nil") == "true":
-        return None
-    kind = value.get(XSI_TYPE)
-    if kind == "ns2:Map":
-        return {item.findtext("key"): php_like(item.find("value")) for item in value.findall("item")}
-    if kind == "SOAP-ENC:Array":
-        return [php_like(item) for item in value.findall("item")]
-    if kind in ("xsd:int", "xsd:long"):
-        return int(value.text)
-    if kind == "xsd:boolean":
-        return value.text == "true"
-    assert kind == "xsd:string", kind
-    return value.text or ""
-
-
-def response_result(body: bytes) -> etree._Element:
-    root = etree.fromstring(body)
-    assert root.tag == f"{{{SOAP_ENV_NS}}}Envelope"
-    (response,) = root.find(f"{{{SOAP_ENV_NS}}}Body")
-    assert response.tag == f"{{{PAINT_NS}}}handleRequestResponse"
-    (result,) = response
-    assert result.tag == "Result"
-    return result
-
-
 def test_encoded_response_shape() -> None:
     body = encode_result(BATCH_RESULT)
 
@@ -603,7 +516,7 @@ def test_encoded_response_shape() -> None:
 
 
 def test_encoded_response_decodes_as_php_would() -> None:
-    decoded = php_like(response_result(encode_result(BATCH_RESULT)))
+    decoded = php_value(response_result(encode_result(BATCH_RESULT)))
 
     batch = dict(BATCH_RESULT["resultData"]["bus_entity_eventNotificationBatch"], empty=[])
     assert decoded == {"result": "success", "resultData": {"bus_entity_eventNotificationBatch": batch}}
@@ -613,12 +526,12 @@ def test_encoded_response_decodes_as_php_would() -> None:
 def test_encoded_error_result_keeps_order_and_shapes() -> None:
     result = {"result": "bean_exception_validation", "resultData": {"maxNotifications": "must be between 1 and 10000"}}
 
-    assert php_like(response_result(encode_result(result))) == result
+    assert php_value(response_result(encode_result(result))) == result
     system = {
         "result": "bean_exception_system",
         "resultData": "Bean requested not found - Bean type: [bus_entity_context]",
     }
-    assert php_like(response_result(encode_result(system))) == system
+    assert php_value(response_result(encode_result(system))) == system
 
 
 def test_literal_response_matches_the_ruby_client_regex() -> None:

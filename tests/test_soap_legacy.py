@@ -31,15 +31,25 @@ from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
 from gateway.store.models import LegacySession
-from tests.conftest import PASSWORD, make_runtime
-from tests.fixtures.http_receiver import Receiver
+from tests.support.envelopes import (
+    COMMENTED_GET_BATCH,
+    DOCUMENTED_GET_BATCH,
+    DOCUMENTED_LOGIN,
+    ENCODED_HEAD,
+    TAIL,
+    encoded,
+    handle_request,
+    literal,
+    php_value,
+    response_result,
+)
+from tests.support.http_receiver import Receiver
+from tests.support.runtime import PASSWORD, make_runtime
 
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
-PAINT_NS = "urn:localhost-paint"
 PAINT_TYPES_NS = "http://www.pure360.com/paint"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 XSI_TYPE = f"{{{XSI_NS}}}type"
-XSI_NIL = f"{{{XSI_NS}}}nil"
 WSDL_SOAP_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
 XML_HEADERS = {"Content-Type": "text/xml; charset=utf-8"}
 PHP_PULL = Path(__file__).parent / "php" / "pull.php"
@@ -141,77 +151,6 @@ def make_paint(store_url: str, tmp_path: Path) -> Iterator[Callable[..., Paint]]
 
 # -- envelopes ------------------------------------------------------------------------
 
-# The encoded envelope head exactly as the platform documents its getBatch request.
-ENCODED_HEAD = (
-    '<?xml version="1.0" encoding="UTF-8"?>\n'
-    '<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"'
-    ' xmlns:ns1="urn:localhost-paint" xmlns:xsd="http://www.w3.org/2001/XMLSchema"'
-    ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:ns2="http://xml.apache.org/xml-soap"'
-    ' xmlns:SOAP-ENC="http://schemas.xmlsoap.org/soap/encoding/"'
-    ' SOAP-ENV:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">\n'
-    "<SOAP-ENV:Body>\n"
-)
-# ... and as it documents the login request (another namespace order).
-LOGIN_HEAD = (
-    '<?xml version="1.0" encoding="UTF-8"?>\n'
-    '<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"'
-    ' xmlns:ns1="urn:localhost-paint" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
-    ' xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:ns2="http://xml.apache.org/xml-soap"'
-    ' xmlns:SOAP-ENC="http://schemas.xmlsoap.org/soap/encoding/"'
-    ' SOAP-ENV:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">\n'
-    "<SOAP-ENV:Body>\n"
-)
-TAIL = "\n</SOAP-ENV:Body>\n</SOAP-ENV:Envelope>\n"
-
-# The published login request (D-sess), with the credentials filled in.
-DOCUMENTED_LOGIN = LOGIN_HEAD + """<ns1:handleRequest>
-  <contextId xsi:nil="true"/>
-  <className xsi:type="xsd:string">bus_facade_context</className>
-  <processName xsi:type="xsd:string">login</processName>
-  <entityData xsi:type="ns2:Map">
-    <item><key xsi:type="xsd:string">userName</key><value xsi:type="xsd:string">{user}</value></item>
-    <item><key xsi:type="xsd:string">password</key><value xsi:type="xsd:string">{password}</value></item>
-  </entityData>
-  <processData xsi:nil="true"/>
-</ns1:handleRequest>""" + TAIL
-
-# The published getBatch request (D-pull), with the session filled in.
-DOCUMENTED_GET_BATCH = ENCODED_HEAD + """<ns1:handleRequest>
-  <contextId xsi:type="xsd:string">{context}</contextId>
-  <className xsi:type="xsd:string">bus_facade_eventNotification</className>
-  <processName xsi:type="xsd:string">getBatch</processName>
-  <entityData xsi:nil="true"/>
-  <processData xsi:type="ns2:Map">
-    <item><key xsi:type="xsd:string">notificationTypes</key><value xsi:type="xsd:string">OPEN,CLICK,DELIVERY</value></item>
-    <item><key xsi:type="xsd:string">maxNotifications</key><value xsi:type="xsd:int">1000</value></item>
-    <item><key xsi:type="xsd:string">markAsReadInd</key><value xsi:type="xsd:string">N</value></item>
-  </processData>
-</ns1:handleRequest>""" + TAIL  # noqa: E501 (verbatim)
-
-# The documentation's comments, and the raw-XML tester's whitespace-only entityData, nil
-# maxNotifications and undocumented extra keys (Get Batch.xml).
-COMMENTED_GET_BATCH = ENCODED_HEAD + """<ns1:handleRequest>
-  <!-- The current session identifier -->
-  <contextId xsi:type="xsd:string">{context}</contextId>
-  <!-- The facade and its process -->
-  <className xsi:type="xsd:string">bus_facade_eventNotification</className>
-  <processName xsi:type="xsd:string">getBatch</processName>
-  <entityData xsi:type="ns2:Map"> </entityData>
-  <!-- Parameters for the process, not stored on the entity -->
-  <processData xsi:type="ns2:Map">
-    <item>
-      <!-- Which types to collect -->
-      <key xsi:type="xsd:string">notificationTypes</key>
-      <value xsi:type="xsd:string">OPEN,<!-- and -->CLICK</value>
-    </item>
-    <item><key xsi:type="xsd:string">maxNotifications</key><value xsi:nil="true"/></item>
-    <item><key xsi:type="xsd:string">markAsReadInd</key><value xsi:type="xsd:string">{mark}</value></item>
-    <item><key xsi:type="xsd:string">markAsProcessingInd</key><value xsi:type="xsd:string">N</value></item>
-    <item><key xsi:type="xsd:string">encoding</key><value xsi:type="xsd:string">plain</value></item>
-    <item><key xsi:type="xsd:string">clientType</key><value xsi:type="xsd:string">CLIENT_PULL</value></item>
-  </processData>
-</ns1:handleRequest>""" + TAIL
-
 # The raw-XML tester's Logout.xml: empty maps.
 CWORK_LOGOUT = ENCODED_HEAD + """<ns1:handleRequest>
   <contextId xsi:type="xsd:string">{context}</contextId>
@@ -240,14 +179,13 @@ def encoded_value(name: str, value: Any) -> str:
 
 
 def envelope(context_id: str | None, class_name: str, process_name: str,
-             entity_data: Mapping[str, Any] | None, process_data: Mapping[str, Any] | None) -> str:
+             entity_data: Mapping[str, Any] | None, process_data: Mapping[str, Any] | None) -> bytes:
     """A complete encoded handleRequest envelope."""
-    parts = (
+    return handle_request(
         encoded_value("contextId", context_id), encoded_value("className", class_name),
         encoded_value("processName", process_name), encoded_value("entityData", entity_data),
         encoded_value("processData", process_data),
     )
-    return ENCODED_HEAD + "<ns1:handleRequest>" + "".join(parts) + "</ns1:handleRequest>" + TAIL
 
 
 def literal_pairs(name: str, mapping: Mapping[str, Any] | None) -> str:
@@ -264,16 +202,12 @@ def literal_pairs(name: str, mapping: Mapping[str, Any] | None) -> str:
 
 
 def literal_envelope(context_id: str | None, class_name: str, process_name: str,
-                     entity_data: Mapping[str, Any] | None, process_data: Mapping[str, Any] | None) -> str:
+                     entity_data: Mapping[str, Any] | None, process_data: Mapping[str, Any] | None) -> bytes:
     """A complete rpc/literal handleRequest envelope, as suds or PHP write it for ctrlPaintLiteral.wsdl."""
     context = "" if context_id is None else f"<contextId>{context_id}</contextId>"
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<SOAP-ENV:Envelope xmlns:SOAP-ENV="{SOAP_ENV_NS}" xmlns:ns1="{PAINT_NS}" xmlns:ns2="{PAINT_TYPES_NS}"'
-        f' xmlns:xsi="{XSI_NS}"><SOAP-ENV:Body><ns1:handleRequest>{context}'
-        f"<className>{class_name}</className><processName>{process_name}</processName>"
+    return literal(
+        f"{context}<className>{class_name}</className><processName>{process_name}</processName>"
         + literal_pairs("entityData", entity_data) + literal_pairs("processData", process_data)
-        + "</ns1:handleRequest></SOAP-ENV:Body></SOAP-ENV:Envelope>"
     )
 
 
@@ -296,27 +230,8 @@ def response_root(response: requests.Response, status: int, tag: str = f"{{{SOAP
 
 def result_element(response: requests.Response) -> etree._Element:
     """The Result element of a 200 handleRequestResponse."""
-    body = response_root(response, 200).find(f"{{{SOAP_ENV_NS}}}Body")
-    (wrapper,) = body
-    assert wrapper.tag == f"{{{PAINT_NS}}}handleRequestResponse"
-    (result,) = wrapper
-    assert result.tag == "Result"
-    return result
-
-
-def php_value(value: etree._Element) -> Any:
-    """An encoded value decoded the way PHP's SoapClient decodes it, from xsi:type alone."""
-    if value.get(XSI_NIL) == "true":
-        return None
-    kind = value.get(XSI_TYPE)
-    if kind == "ns2:Map":
-        return {item.findtext("key"): php_value(item.find("value")) for item in value.findall("item")}
-    if kind == "SOAP-ENC:Array":
-        return [php_value(item) for item in value.findall("item")]
-    if kind in ("xsd:int", "xsd:long"):
-        return int(value.text or "")
-    assert kind == "xsd:string", kind
-    return value.text or ""
+    response_root(response, 200)
+    return response_result(response.content)
 
 
 def paint_array(element: etree._Element) -> dict[str, Any]:
@@ -714,7 +629,7 @@ def assert_client_fault(response: requests.Response) -> str:
 
 def test_a_50_mb_body_is_refused(paint: Paint) -> None:
     password = "x" * (50 * 1024 * 1024)
-    body = envelope(None, "bus_facade_context", "login", {"userName": "acme", "password": password}, None).encode()
+    body = envelope(None, "bus_facade_context", "login", {"userName": "acme", "password": password}, None)
 
     assert_client_fault(paint.post(body))
     # Without a Content-Length, too.
@@ -774,10 +689,9 @@ NOT_A_HANDLE_REQUEST = {
     "html": b"<html><body>hello</body></html>",
     "soap-1.2": b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body>'
     b'<handleRequest xmlns="urn:localhost-paint"/></e:Body></e:Envelope>',
-    "other-operation": (ENCODED_HEAD + '<ns1:getBatch><contextId xsi:type="xsd:string">X-1</contextId>'
-                        "</ns1:getBatch>" + TAIL).encode(),
+    "other-operation": encoded('<ns1:getBatch><contextId xsi:type="xsd:string">X-1</contextId></ns1:getBatch>'),
     "no-body": f'<e:Envelope xmlns:e="{SOAP_ENV_NS}"><e:Header/></e:Envelope>'.encode(),
-    "bad-base64": envelope(None, "bus_facade_context", "login", {"userName_base64": "@@@"}, None).encode(),
+    "bad-base64": envelope(None, "bus_facade_context", "login", {"userName_base64": "@@@"}, None),
 }
 
 
@@ -876,7 +790,7 @@ def test_notification_types_as_an_array(paint: Paint, flavour: str) -> None:
         # What PHP's SoapClient sends for array("OPEN", "CLICK"): a SOAP-ENC:Array.
         body = envelope(context_id, "bus_facade_eventNotification", "getBatch", None,
                         {"notificationTypes": ["OPEN", "CLICK"], "markAsReadInd": "N"})
-        assert 'xsi:type="SOAP-ENC:Array"' in body
+        assert b'xsi:type="SOAP-ENC:Array"' in body
     else:
         body = literal_envelope(context_id, "bus_facade_eventNotification", "getBatch", None,
                                 {"notificationTypes": {"0": "OPEN", "1": "CLICK"}, "markAsReadInd": "N"})

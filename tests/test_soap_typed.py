@@ -3,54 +3,36 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import requests
-import zeep
-import zeep.exceptions
+import zeep.helpers
 from lxml import etree
 from spyne import MethodContext
 from spyne.protocol import ProtocolBase
 from spyne.server.wsgi import WsgiApplication
 from werkzeug.test import Client as WsgiClient
-from zeep.transports import Transport
 
 from gateway import pull
 from gateway.accounts import NewAccount, create_account
 from gateway.app import create_app
 from gateway.events import model
 from gateway.ingest import ingest_request
-from gateway.limits import MAX_BATCH_EVENTS
+from gateway.limits import MAX_BATCH_EVENTS, MAX_SOAP_REQUEST_BYTES
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
 from gateway.soap import typed
-from tests.conftest import PASSWORD, make_runtime
+from tests.support.events import raw_events
+from tests.support.runtime import PASSWORD, make_runtime
+from tests.support.typed_soap import fault_of, finish, service_of
 
 WSDL_FILE = Path(__file__).parents[1] / "wsdl" / "events.wsdl"
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def raw_events(count: int, etype: str = "OPEN", prefix: str = "e") -> list[dict[str, Any]]:
-    """``count`` valid raw events of one type, a second apart, with ids prefix-0, prefix-1, ..."""
-    return [{"id": f"{prefix}-{i}", "type": etype, "occurred_at": (T0 + timedelta(seconds=i)).isoformat(),
-             "email": f"user{i}@example.com", "url": "https://example.com/a"} for i in range(count)]
-
-
-def service_of(url: str, http: requests.Session) -> Any:
-    """A zeep service proxy built from the served WSDL, talking to ``url`` (not the WSDL's configured address)."""
-    client = zeep.Client(url + typed.PATH + "?wsdl", transport=Transport(session=http))
-    return client.create_service(f"{{{typed.TNS}}}Events", url + typed.PATH)
-
-
-def finish(server: ServerThread, http: requests.Session) -> None:
-    """Close the client's keep-alive connections and let the server finish its requests, so it can stop at once."""
-    http.close()
-    server.server.task_dispatcher.shutdown()
 
 
 @pytest.fixture
@@ -70,21 +52,6 @@ def session_id(soap: Any, account: NewAccount) -> Iterator[str]:
     sid = soap.login(userName="acme", password=PASSWORD)
     yield sid
     soap.logout(sessionId=sid)
-
-
-def fault_of(call: Callable[..., Any], **arguments: Any) -> tuple[str, str]:
-    """The code and message of the fault ``call`` is answered with.
-
-    Only these are kept: the exception's traceback would keep the HTTP connection open.
-    """
-    try:
-        call(**arguments)
-    except zeep.exceptions.Fault as fault:
-        code, message = str(fault.code), str(fault.message)
-    else:
-        pytest.fail("no fault")
-    assert "Traceback" not in message
-    return code, message
 
 
 def ids(result: Any) -> list[str]:
@@ -120,8 +87,8 @@ def test_unknown_session_is_an_auth_fault(runtime: Runtime, account: NewAccount,
 
 def test_mark_as_read_empties_the_queue_for_those_types_only(runtime: Runtime, account: NewAccount, soap: Any,
                                                              session_id: str) -> None:
-    ingest_request(runtime.sessions, account.id, raw_events(3, "OPEN", "o") + raw_events(2, "CLICK", "c")
-                   + raw_events(2, "BOUNCE", "b"))
+    ingest_request(runtime.sessions, account.id, raw_events(3, ["OPEN"], "o") + raw_events(2, ["CLICK"], "c")
+                   + raw_events(2, ["BOUNCE"], "b"))
     result = soap.getBatch(sessionId=session_id, types="OPEN,CLICK", max=100, markAsRead=True)
     assert result.count == 5
     assert ids(result) == ["o-0", "o-1", "o-2", "c-0", "c-1"]
@@ -249,7 +216,7 @@ def test_every_field_of_the_model_round_trips(runtime: Runtime, account: NewAcco
 
 def spyne_serialisation(batch: pull.Batch) -> bytes:
     """Spyne's own serialisation of ``batch`` as the getBatch answer (what the lxml writer replaces)."""
-    wsgi = WsgiApplication(typed.EventsApplication(None))
+    wsgi = WsgiApplication(typed.application(None))
     result = typed.BatchResult(
         batchId=batch.id, count=len(batch.events), leaseUntil=batch.lease_until,
         events=[typed.TypedEvent(**{name: orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
@@ -350,7 +317,7 @@ def test_bad_requests_get_clear_faults(runtime: Runtime, account: NewAccount, li
     doctype = post(live_server.url, laughs.encode())
     assert doctype.findtext("faultcode").endswith("Client.XMLSyntaxError")
     assert "DOCTYPE" in doctype.findtext("faultstring")
-    huge = "x" * typed.MAX_REQUEST_BYTES
+    huge = "x" * MAX_SOAP_REQUEST_BYTES
     too_large = post(live_server.url,
                      ENVELOPE.format(f"<t:logout><t:sessionId>{huge}</t:sessionId></t:logout>").encode())
     assert too_large.findtext("faultcode").endswith("Client.RequestTooLong")

@@ -17,10 +17,12 @@ from gateway.delivery.engine import Dispatcher
 from gateway.destinations import webhooks
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
-from tests.conftest import PASSWORD
-from tests.fixtures.http_receiver import Receiver
-from tests.test_dispatch import SECRET, deliveries, ingest, raw, refused_url, signature_ok
-from tests.test_soap_typed import fault_of, finish, service_of
+from tests.support.delivery import SECRET, deliveries, signature_ok
+from tests.support.events import ingest, raw_event
+from tests.support.http_receiver import Receiver
+from tests.support.net import refused_url
+from tests.support.runtime import PASSWORD
+from tests.support.typed_soap import fault_of, finish, service_of
 
 SHORT_SECRET = "whsec_" + base64.b64encode(b"too short").decode()
 
@@ -155,9 +157,9 @@ def test_activate_after_a_deactivation_delivers_or_drops_what_waited(
 ) -> None:
     hook = soap.createWebHook(sessionId=sid, url=http_receiver.url, events="OPEN")
     http_receiver.respond(410)
-    ingest(runtime, account.id, [raw("e1"), raw("e2")])
+    ingest(runtime, account.id, [raw_event("e1"), raw_event("e2")])
     dispatcher.drain()
-    ingest(runtime, account.id, [raw("e3")])
+    ingest(runtime, account.id, [raw_event("e3")])
     gone = soap.getWebHook(sessionId=sid, webHookId=hook.id)
     assert gone.active is False and gone.deactivatedAt is not None
 
@@ -184,9 +186,9 @@ def test_replay_redelivers_a_time_window(
     runtime: Runtime, account: NewAccount, soap: Any, sid: str, http_receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
     hook = soap.createWebHook(sessionId=sid, url=http_receiver.url, events="OPEN")
-    ingest(runtime, account.id, [raw("before", occurred_at="2026-11-23T23:59:59Z"),
-                                 raw("inside", occurred_at="2026-11-24T00:00:00Z"),
-                                 raw("after", occurred_at="2026-11-25T00:00:00Z")])
+    ingest(runtime, account.id, [raw_event("before", occurred_at="2026-11-23T23:59:59Z"),
+                                 raw_event("inside", occurred_at="2026-11-24T00:00:00Z"),
+                                 raw_event("after", occurred_at="2026-11-25T00:00:00Z")])
     dispatcher.drain()
     day = datetime(2026, 11, 24, tzinfo=timezone.utc)
 
@@ -203,7 +205,7 @@ def test_delete_gives_the_types_back_to_the_pull_queue(
     runtime: Runtime, account: NewAccount, soap: Any, sid: str, http_receiver: Receiver
 ) -> None:
     hook = soap.createWebHook(sessionId=sid, url=http_receiver.url, events="OPEN")
-    ingest(runtime, account.id, [raw("to-the-webhook")])
+    ingest(runtime, account.id, [raw_event("to-the-webhook")])
 
     assert soap.deleteWebHookById(sessionId=sid, webHookId=hook.id) is None
 
@@ -211,7 +213,7 @@ def test_delete_gives_the_types_back_to_the_pull_queue(
     for operation in (soap.getWebHook, soap.deleteWebHookById):
         code, _ = fault_of(operation, sessionId=sid, webHookId=hook.id)
         assert code.endswith("Client.NotFound")
-    ingest(runtime, account.id, [raw("to-the-pull-queue")])
+    ingest(runtime, account.id, [raw_event("to-the-pull-queue")])
     batch = soap.getBatch(sessionId=sid, types="OPEN", max=10, markAsRead=True)
     assert [event.id for event in batch.events.TypedEvent] == ["to-the-pull-queue"]
 

@@ -19,9 +19,11 @@ from gateway.accounts import NewAccount
 from gateway.delivery.engine import Dispatcher
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
-from tests.conftest import PASSWORD
-from tests.fixtures.http_receiver import Receiver
-from tests.test_dispatch import SECRET, deliveries, raw, refused_url, signature_ok
+from tests.support.delivery import SECRET, deliveries, signature_ok
+from tests.support.events import raw_event
+from tests.support.http_receiver import Receiver
+from tests.support.net import refused_url
+from tests.support.runtime import PASSWORD
 
 TIMEOUT = 30
 ACME = ("acme", PASSWORD)
@@ -106,7 +108,7 @@ def test_create_honours_a_given_secret_and_options(
     assert (created["app"], created["format"], created["headers"], created["basic_auth"],
             created["batch_max_events"]) == ("crm", "json-single", {"X-Env": "test"}, True, 50)
     assert "pw" not in json.dumps(call(live_server, "GET", f"/api/v1/webhooks/{created['id']}").body)
-    post_events(live_server, [raw("e1")])
+    post_events(live_server, [raw_event("e1")])
     dispatcher.drain()
     (request,) = http_receiver.requests
     assert signature_ok(request, SECRET)
@@ -138,7 +140,7 @@ def test_put_changes_url_events_and_format_without_deactivating(
     live_server: ServerThread, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
     hook = create(live_server, url=http_receiver.url + "/old", events=["OPEN"], secret=SECRET)["id"]
-    post_events(live_server, [raw("o1")])
+    post_events(live_server, [raw_event("o1")])
     dispatcher.drain()
 
     changed = call(live_server, "PUT", f"/api/v1/webhooks/{hook}",
@@ -150,7 +152,7 @@ def test_put_changes_url_events_and_format_without_deactivating(
     assert call(live_server, "GET", f"/api/v1/webhooks/{hook}").body == changed.body
     assert route_ids(live_server)["OPEN"] == [account.pull_destination_id]
     assert route_ids(live_server)["BOUNCE"] == [hook]
-    post_events(live_server, [raw("o2"), raw("b1", "BOUNCE")])
+    post_events(live_server, [raw_event("o2"), raw_event("b1", "BOUNCE")])
     dispatcher.drain()
     old, new = http_receiver.requests
     assert old.path == "/hook/old" and json.loads(old.body)[0]["id"] == "o1"
@@ -235,7 +237,7 @@ def test_verifying_a_slow_url_holds_up_nothing_else(
     http_receiver.wait_for(2)
 
     started = time.monotonic()
-    post_events(live_server, [raw("o1"), raw("c1", "CLICK")])
+    post_events(live_server, [raw_event("o1"), raw_event("c1", "CLICK")])
     assert time.monotonic() - started < 0.75
 
     for probe in probes:
@@ -249,9 +251,9 @@ def test_a_gone_webhook_is_deactivated_and_activate_with_replay_delivers_what_wa
 ) -> None:
     hook = create(live_server, url=http_receiver.url, events=["OPEN"])["id"]
     http_receiver.respond(410)
-    post_events(live_server, [raw("e1"), raw("e2")])
+    post_events(live_server, [raw_event("e1"), raw_event("e2")])
     dispatcher.drain()
-    post_events(live_server, [raw("e3")])
+    post_events(live_server, [raw_event("e3")])
 
     shown = call(live_server, "GET", f"/api/v1/webhooks/{hook}").body
     assert shown["active"] is False and shown["deactivated_at"]
@@ -282,9 +284,9 @@ def test_replay_redelivers_a_time_window(
     live_server: ServerThread, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
     hook = create(live_server, url=http_receiver.url, events=["OPEN"])["id"]
-    post_events(live_server, [raw("before", occurred_at="2026-11-23T23:59:59Z"),
-                              raw("inside", occurred_at="2026-11-24T00:00:00Z"),
-                              raw("after", occurred_at="2026-11-25T00:00:00Z")])
+    post_events(live_server, [raw_event("before", occurred_at="2026-11-23T23:59:59Z"),
+                              raw_event("inside", occurred_at="2026-11-24T00:00:00Z"),
+                              raw_event("after", occurred_at="2026-11-25T00:00:00Z")])
     dispatcher.drain()
 
     replayed = call(live_server, "POST", f"/api/v1/webhooks/{hook}/replay",
@@ -417,7 +419,7 @@ def test_metrics_show_queue_depth_attempts_and_latency(
     live_server: ServerThread, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
     create(live_server, url=http_receiver.url, events=["OPEN"])
-    post_events(live_server, [raw("o1"), raw("o2"), raw("b1", "BOUNCE")])
+    post_events(live_server, [raw_event("o1"), raw_event("o2"), raw_event("b1", "BOUNCE")])
 
     before = metric_samples(live_server)
     assert before[("eventgw_queue_depth", (("kind", "http"),))] == 2

@@ -1,1 +1,2 @@
-"""REST edges: Flask blueprints for ingest, pull, management, health and metrics."""
+"""REST edges: a Flask blueprint per resource (events, batches, webhooks, destinations, routes, notices, stats,
+metrics), with authentication, request parsing and the error answers shared among them."""

@@ -8,8 +8,8 @@ import time
 from flask import current_app, request
 
 from gateway.accounts import check_api_key, check_password
+from gateway.api.context import current_runtime
 from gateway.errors import AuthError
-from gateway.runtime import current_runtime
 
 # Checking a password costs a deliberate ~50 ms of scrypt; a caller that sends the same
 # right credentials with every request is remembered for a minute instead. The memory

@@ -6,11 +6,11 @@ from datetime import date
 from flask import Blueprint, Response, jsonify, request
 
 from gateway.api.auth import current_account
+from gateway.api.context import current_runtime
 from gateway.api.params import flag, json_body, limit_param
 from gateway.delivery import export
 from gateway.destinations import management as admin
-from gateway.errors import DeliveryError, ValidationError
-from gateway.runtime import current_runtime
+from gateway.errors import ValidationError
 
 blueprint = Blueprint("destinations", __name__)
 
@@ -83,8 +83,11 @@ def attempt_log(destination_id: int) -> Response:
 
 
 @blueprint.post("/api/v1/destinations/<int:destination_id>/export")
-def export_again(destination_id: int) -> tuple[Response, int]:
-    """Regenerate one closed period's file from the store and upload it again: `?date=2026-11-20[&hour=13]`."""
+def export_again(destination_id: int) -> Response:
+    """Regenerate one closed period's file from the store and upload it again: `?date=2026-11-20[&hour=13]`.
+
+    A failed upload is a DeliveryError, which the central handler answers with 502.
+    """
     account_id = current_account()
     try:
         day = date.fromisoformat(request.args.get("date", ""))
@@ -93,9 +96,6 @@ def export_again(destination_id: int) -> tuple[Response, int]:
     hour = request.args.get("hour")
     if hour is not None and not hour.isdigit():
         raise ValidationError("must be an hour from 0 to 23", "hour")
-    try:
-        receipt = export.export_period(current_runtime(), destination_id, day, int(hour) if hour else None,
-                                       account_id=account_id)
-    except DeliveryError as exc:
-        return jsonify({"ok": False, "error": str(exc)}), 502
-    return jsonify({"ok": True, "detail": receipt.detail}), 200
+    receipt = export.export_period(current_runtime(), destination_id, day, int(hour) if hour else None,
+                                   account_id=account_id)
+    return jsonify({"ok": True, "detail": receipt.detail})

@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 from gateway.errors import (
     AuthError,
     Conflict,
-    Forbidden,
+    DeliveryError,
     GatewayError,
     NotFound,
     TooLarge,
@@ -38,10 +38,6 @@ def register(app: Flask) -> None:
         response.headers["WWW-Authenticate"] = 'Basic realm="eventgw", Bearer'
         return response, status
 
-    @app.errorhandler(Forbidden)
-    def forbidden(exc: Forbidden) -> tuple[Response, int]:
-        return _answer(403, "forbidden", str(exc))
-
     @app.errorhandler(NotFound)
     def not_found(exc: NotFound) -> tuple[Response, int]:
         return _answer(404, "not_found", str(exc))
@@ -49,6 +45,12 @@ def register(app: Flask) -> None:
     @app.errorhandler(Conflict)
     def conflict(exc: Conflict) -> tuple[Response, int]:
         return _answer(409, "conflict", str(exc))
+
+    @app.errorhandler(DeliveryError)
+    def undelivered(exc: DeliveryError) -> tuple[Response, int]:
+        # Raised where the caller asked for a delivery now (an export run again): the
+        # receiving end failed, so a Bad Gateway, in the shape of the delivery's own report.
+        return jsonify({"ok": False, "error": str(exc)}), 502
 
     @app.errorhandler(GatewayError)
     def other(exc: GatewayError) -> tuple[Response, int]:

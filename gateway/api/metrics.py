@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from gateway.api.context import current_runtime
 from gateway.metrics import REGISTRY, QueueCollector
-from gateway.runtime import current_runtime
 
 blueprint = Blueprint("metrics", __name__)
 

@@ -5,7 +5,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from gateway.api.auth import current_account
-from gateway.runtime import current_runtime
+from gateway.api.context import current_runtime
 from gateway.stats import account_stats
 
 blueprint = Blueprint("stats", __name__)

@@ -1,15 +1,12 @@
-"""REST management of webhooks, routes and notices: /api/v1/webhooks, /api/v1/routes, /api/v1/notifications."""
+"""REST management of webhooks: /api/v1/webhooks."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from gateway import notices
 from gateway.api.auth import current_account
+from gateway.api.context import current_runtime
 from gateway.api.params import flag, json_body, limit_param, time_param
-from gateway.destinations import routing, webhooks
-from gateway.errors import ValidationError
-from gateway.events import model
-from gateway.runtime import current_runtime
+from gateway.destinations import webhooks
 
 blueprint = Blueprint("webhooks", __name__)
 
@@ -92,55 +89,3 @@ def attempt_log(webhook_id: int) -> Response:
     limit = limit_param()
     with current_runtime().read_sessions() as session:
         return jsonify({"attempts": webhooks.attempts(session, account_id, webhook_id, limit)})
-
-
-@blueprint.get("/api/v1/routes")
-def routes() -> Response:
-    """Every event type with the destinations it goes to."""
-    account_id = current_account()
-    with current_runtime().read_sessions() as session:
-        return jsonify({"routes": routing.routes_table(session, account_id)})
-
-
-@blueprint.put("/api/v1/routes/<event_type>")
-def set_route(event_type: str) -> Response:
-    """Route one type to exactly the given destinations: `{"destinations": [id, ...]}`."""
-    account_id = current_account()
-    try:
-        etype = model.normalize_type(event_type)
-    except ValueError as exc:
-        raise ValidationError(str(exc), "type") from None
-    ids = json_body().get("destinations")
-    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise ValidationError("must be a list of destination ids", "destinations")
-    with current_runtime().sessions.begin() as session:
-        routing.set_route(session, account_id, etype, ids)
-        return jsonify({"type": etype, "destinations": routing.routes_table(session, account_id)[etype]})
-
-
-@blueprint.get("/api/v1/notifications")
-def notifications() -> Response:
-    """Operational notices for the account (a webhook deactivated, say), newest first."""
-    account_id = current_account()
-    with current_runtime().read_sessions() as session:
-        return jsonify({"notifications": webhooks.notices(session, account_id)})
-
-
-@blueprint.get("/api/v1/notifications/email")
-def notice_email() -> Response:
-    """Where the account's operational notices are mailed (null: they are only listed here)."""
-    account_id = current_account()
-    with current_runtime().read_sessions() as session:
-        return jsonify({"email": notices.notice_address(session, account_id)})
-
-
-@blueprint.put("/api/v1/notifications/email")
-def set_notice_email() -> Response:
-    """Mail the account's operational notices to `{"email": ...}`; `{"email": null}` stops mailing them."""
-    account_id = current_account()
-    payload = json_body()
-    if "email" not in payload:
-        raise ValidationError("is required (an address, or null to stop mailing notices)", "email")
-    with current_runtime().sessions.begin() as session:
-        notices.set_notice_address(session, account_id, payload["email"])
-        return jsonify({"email": notices.notice_address(session, account_id)})

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from gateway.delivery import retention
 from gateway.delivery.export import Exporter
+from gateway.delivery.outcomes import OnDeactivate
 from gateway.delivery.push import Pusher
 from gateway.runtime import Runtime
 from gateway.store.models import utcnow
@@ -26,7 +27,7 @@ PURGE_EVERY_SECONDS = 600.0
 class Dispatcher:
     """Polls the job sources and runs their deliveries on a thread pool, at most one in flight per destination."""
 
-    def __init__(self, runtime: Runtime, on_deactivate: Callable[[int], None] | None = None) -> None:
+    def __init__(self, runtime: Runtime, on_deactivate: OnDeactivate | None = None) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
         self._pool = ThreadPoolExecutor(max_workers=self.settings.dispatch_concurrency,

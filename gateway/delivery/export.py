@@ -18,17 +18,14 @@ import csv
 import gzip
 import io
 import logging
-import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from datetime import time as clock_time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 from urllib.parse import urlencode
 
 import orjson
@@ -36,9 +33,11 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from gateway import metrics
-from gateway.delivery.outcomes import Lease, settle_failure, settle_success
-from gateway.destinations.kinds import FILE_KINDS, file_target
-from gateway.errors import Conflict, DeliveryError, NotFound, Problem, ValidationError
+from gateway.delivery.outcomes import Lease, OnDeactivate, settle_failure, settle_success
+from gateway.destinations.checks import problem
+from gateway.destinations.files import FilePlan, Period
+from gateway.destinations.kinds import FILE_KINDS, file_settings
+from gateway.errors import Conflict, DeliveryError, NotFound
 from gateway.events import formats, model
 from gateway.runtime import Runtime
 from gateway.store import queue
@@ -50,9 +49,6 @@ from sinks.ftp import FileTarget, uploader_for
 
 log = logging.getLogger(__name__)
 
-PERIODS = ("daily", "hourly")
-LINE_FORMATS = ("form", "csv", "jsonl")
-DEFAULT_FILE_NAMES = {"daily": "events-%Y%m%d.log", "hourly": "events-%Y%m%d-%H.log"}
 LEASE_PREFIX = "file:"
 # A period's rows stay leased this long while its file is written and uploaded. A day of a
 # busy account takes minutes, and a lease that ran out mid-upload would only make a second
@@ -66,104 +62,6 @@ RECHECK_SECONDS = 300.0
 # transactions are still committing make it into its file rather than the next one.
 CUT_GRACE_SECONDS = 5.0
 GZIP_LEVEL = 6
-OnDeactivate = Callable[[int], None]
-_HH_MM = re.compile(r"\d\d:\d\d")
-
-
-def _problem(field: str, message: str) -> ValidationError:
-    return ValidationError([Problem(None, field, message)])
-
-
-def _time_of_day(value: object) -> clock_time:
-    if isinstance(value, str) and _HH_MM.fullmatch(value):
-        try:
-            return clock_time.fromisoformat(value)
-        except ValueError:
-            pass
-    raise _problem("at", f"{value!r} is not a UTC time of day as HH:MM")
-
-
-@dataclass(frozen=True)
-class Period:
-    """A half-open span of time [start, end) whose arrivals make up one file."""
-
-    start: datetime
-    end: datetime
-
-    def __str__(self) -> str:
-        return f"{formats.iso(self.start)}..{formats.iso(self.end)}"
-
-
-@dataclass(frozen=True)
-class FilePlan:
-    """How a file destination cuts its periods and writes its files."""
-
-    period: str
-    at: clock_time
-    file_name: str
-    line_format: str
-    gzip: bool
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> FilePlan:
-        """The plan a destination's settings describe; ValidationError naming the field when one is invalid."""
-        period = settings.get("period", "daily")
-        if period not in PERIODS:
-            raise _problem("period", f"{period!r} is not one of {', '.join(PERIODS)}")
-        if "at" in settings and period != "daily":
-            raise _problem("at", "applies to daily periods only")
-        at = _time_of_day(settings.get("at", "00:00"))
-        line_format = settings.get("line_format", "form")
-        if line_format not in LINE_FORMATS:
-            raise _problem("line_format", f"{line_format!r} is not one of {', '.join(LINE_FORMATS)}")
-        compress = settings.get("gzip", False)
-        if not isinstance(compress, bool):
-            raise _problem("gzip", "must be true or false")
-        file_name = settings.get("file_name") or DEFAULT_FILE_NAMES[period]
-        plan = cls(period, at, file_name, line_format, compress)
-        plan._check_file_name()
-        return plan
-
-    def _check_file_name(self) -> None:
-        if not isinstance(self.file_name, str) or len(self.file_name) > 200:
-            raise _problem("file_name", "must be a file name pattern of at most 200 characters")
-        # Two consecutive periods within one month and day: only a name with the period's own
-        # tokens (%d for daily, %H for hourly) tells them apart.
-        first = self.period_of(datetime(2026, 1, 1, 5, 30, tzinfo=timezone.utc))
-        try:
-            names = [self.remote_name(first), self.remote_name(self.period_of(first.end))]
-        except ValueError as exc:
-            raise _problem("file_name", f"{self.file_name!r} is not a valid strftime pattern: {exc}") from None
-        if any(not n or "/" in n or "\\" in n or n.startswith(".") for n in names):
-            raise _problem("file_name", f"{self.file_name!r} must give a plain file name (no '/', no leading '.')")
-        if names[0] == names[1]:
-            token = "%H" if self.period == "hourly" else "%Y%m%d"
-            raise _problem("file_name", f"{self.file_name!r} names every {self.period} file alike; add {token}")
-
-    def period_of(self, moment: datetime) -> Period:
-        """The period ``moment`` falls in."""
-        moment = moment.astimezone(timezone.utc)
-        if self.period == "hourly":
-            start = moment.replace(minute=0, second=0, microsecond=0)
-            return Period(start, start + timedelta(hours=1))
-        start = moment.replace(hour=self.at.hour, minute=self.at.minute, second=0, microsecond=0)
-        if moment < start:
-            start -= timedelta(days=1)
-        return Period(start, start + timedelta(days=1))
-
-    def period_starting(self, day: date, hour: int | None = None) -> Period:
-        """The period of ``day`` (daily: from the cut time that day; hourly: the given hour of it)."""
-        if self.period == "hourly":
-            if hour is None or not 0 <= hour <= 23:
-                raise _problem("hour", "an hour from 0 to 23 is required for an hourly destination")
-            return self.period_of(datetime.combine(day, clock_time(hour), timezone.utc))
-        if hour is not None:
-            raise _problem("hour", "applies to hourly destinations only")
-        return self.period_of(datetime.combine(day, self.at, timezone.utc))
-
-    def remote_name(self, period: Period) -> str:
-        """The file's name on the server: the pattern's strftime tokens filled from the period's start."""
-        return period.start.strftime(self.file_name) + (".gz" if self.gzip else "")
 
 
 def lease_id(destination_id: int, period: Period) -> str:
@@ -368,7 +266,7 @@ def _file_destination(session: Session, destination_id: int, lock: bool) -> tupl
     destination = session.get(Destination, destination_id, with_for_update=lock or None)
     if destination is None or destination.kind not in FILE_KINDS:
         return None
-    return destination, FilePlan.from_settings(destination.settings)
+    return destination, file_settings(destination).plan
 
 
 class Exporter:
@@ -416,7 +314,7 @@ class Exporter:
                     if lease is None:
                         return uploaded
                     attempts = _attempts_of(session, destination_id, lease)
-                    target = file_target(destination)
+                    target = file_settings(destination).target()
                 try:
                     _upload(self.runtime, destination_id, plan, target, lease, attempts, self._on_deactivate)
                 except DeliveryError:
@@ -476,7 +374,7 @@ def export_period(runtime: Runtime, destination_id: int, day: date, hour: int | 
         destination, plan = found
         period = plan.period_starting(day, hour)
         if period.end > now:
-            raise _problem("date", f"the period {period} has not ended yet")
+            raise problem("date", f"the period {period} has not ended yet")
         lease = lease_id(destination_id, period)
         if session.scalar(select(QueueItem.id).where(QueueItem.lease_id == lease).limit(1)) is not None:
             if queue.is_held(session, lease, now):
@@ -490,5 +388,5 @@ def export_period(runtime: Runtime, destination_id: int, day: date, hour: int | 
                 raise NotFound(f"events of the period {period} for destination", destination_id)
             _lease_rows(session, destination_id, QueueItem.lease_id == lease, lease, now)
         attempts = _attempts_of(session, destination_id, lease)
-        target = file_target(destination)
+        target = file_settings(destination).target()
     return _upload(runtime, destination_id, plan, target, lease, attempts, on_deactivate)

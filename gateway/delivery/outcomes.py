@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,12 +18,15 @@ from sqlalchemy.orm import Session
 
 from gateway import metrics
 from gateway.config import Settings
+from gateway.destinations.kinds import push_settings
 from gateway.errors import DeliveryError
 from gateway.events import model
 from gateway.store import queue
 from gateway.store.models import Attempt, Destination, Notice, utcnow
 
 log = logging.getLogger(__name__)
+# Told the id of a destination the engine deactivated (to mail its owner, say); its result is ignored.
+OnDeactivate = Callable[[int], object]
 # Leasing and settling write through the Core table: the ORM's bookkeeping would cost
 # more than the statements themselves, once per batch.
 DESTINATIONS: Table = Destination.__table__  # type: ignore[assignment]
@@ -46,14 +50,6 @@ class Lease:
     def size(self) -> int:
         """How many events the batch holds."""
         return len(self.events) if self.event_count is None else self.event_count
-
-
-DEFAULT_BATCH_EVENTS = 500
-
-
-def batch_size(destination: Destination) -> int:
-    """How many events one delivery to the destination carries at most."""
-    return int(destination.settings.get("batch_max_events", DEFAULT_BATCH_EVENTS))
 
 
 def retry_delay(schedule: tuple[float, ...], attempts: int, retry_after: float | None, cap: float) -> float:
@@ -85,7 +81,7 @@ def lease(session: Session, destination: Destination, now: datetime, lease_secon
         # receiver that drops repeated ids would lose one of them.
         return None
     taken = queue.take_push_batch(session, destination.id, now, now + timedelta(seconds=lease_seconds),
-                                  batch_size(destination))
+                                  push_settings(destination).batch_limit)
     if taken is None:
         return None
     return Lease(destination.id, taken.lease_id, taken.events, taken.attempts)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,8 +17,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway import metrics
-from gateway.delivery.outcomes import Lease, batch_size, lease, settle_failure, settle_success
-from gateway.destinations.kinds import PUSH_KINDS, sink_for
+from gateway.delivery.outcomes import Lease, OnDeactivate, lease, settle_failure, settle_success
+from gateway.destinations.kinds import PUSH_KINDS, push_settings, sink_for
 from gateway.errors import DeliveryError
 from gateway.runtime import Runtime
 from gateway.store import queue
@@ -33,7 +32,7 @@ class Pusher:
     """Delivers the due batches of push destinations; one call of ``deliver_due`` per destination at a time."""
 
     def __init__(self, runtime: Runtime, stopping: threading.Event,
-                 on_deactivate: Callable[[int], None] | None = None) -> None:
+                 on_deactivate: OnDeactivate | None = None) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
         self._stopping = stopping
@@ -53,16 +52,17 @@ class Pusher:
 
     def _ready(self, session: Session, destination: Destination, now: datetime) -> bool:
         """Honour a destination's fixed interval and its wait-to-fill batching."""
-        interval = float(destination.settings.get("interval_seconds") or 0)
+        options = push_settings(destination)
+        interval = options.interval
         if interval > 0:
             last = session.scalar(select(func.max(Attempt.started_at)).where(
                 Attempt.destination_id == destination.id, Attempt.outcome == "delivered"))
             if last is not None and now - last < timedelta(seconds=interval):
                 return False
-        wait = float(destination.settings.get("batch_max_wait_seconds") or 0)
+        wait = options.batch_wait
         if wait > 0:
             oldest = queue.oldest_ready(session, destination.id)
-            size = batch_size(destination)
+            size = options.batch_limit
             waiting = session.scalar(select(func.count()).select_from(
                 due_rows(destination.id, now).limit(size).subquery()))
             if oldest is not None and now - oldest < timedelta(seconds=wait) and (waiting or 0) < size:

@@ -1,72 +1,142 @@
-"""Destination kinds, their settings, and what each delivers through: a sink (push) or a file target (export)."""
+"""What a kind of destination is, and the registry of the kinds: pull, http, email, ftp (FTP or FTPS), sftp.
+
+Each kind is one frozen settings class in a module of its own; these protocols say what every
+one of them does, and what the delivery engine needs of the kinds it pushes to and of those it
+uploads files to.
+"""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
+from gateway.destinations.email import EmailSettings
+from gateway.destinations.files import FilePlan, FtpSettings, SftpSettings
+from gateway.destinations.http import HttpSettings
+from gateway.destinations.pull import PullSettings
 from gateway.store.models import Account, Destination
-from sinks.email import EmailSink, SmtpSettings
+from sinks.base import Sink
 from sinks.ftp import FileTarget
-from sinks.http import HttpSink
 
-KINDS = ("pull", "http", "email", "ftp", "sftp")
-# Kinds the dispatcher delivers batch by batch; pull is collected by clients, and file
-# destinations are uploaded per period by the exporter.
-PUSH_KINDS = ("http", "email")
-FILE_KINDS = ("ftp", "sftp")
-DEFAULT_SUBJECT = "[eventgw] {count} events for {account}"
-DEFAULT_FILE_TIMEOUT = 30.0
+_K = TypeVar("_K", bound="DestinationKind")
 
 
-def smtp_settings(settings: Settings) -> SmtpSettings:
-    """The SMTP server every email destination and operational notice uses."""
-    return SmtpSettings(host=settings.smtp_host, port=settings.smtp_port, security=settings.smtp_security,
-                        username=settings.smtp_username or None, password=settings.smtp_password or None,
-                        sender=settings.smtp_sender, verify_tls=settings.smtp_verify_tls,
-                        ca_file=settings.smtp_ca_file or None)
+class DestinationKind(Protocol):
+    """The typed, immutable settings of one kind of destination.
 
-
-def sink_for(destination: Destination, settings: Settings, *, account: str | None = None) -> Any:
-    """The sink that delivers to a push destination, configured from its settings.
-
-    An email names the account (``account``, else looked up through the destination's session).
+    The store keeps them as JSON (``stored``) in ``Destination.settings``; ``from_stored`` reads
+    them back without checking them again, as the delivery engine does for every batch.
     """
-    options: dict[str, Any] = destination.settings
-    if destination.kind == "http":
-        auth = options.get("basic_auth")
-        return HttpSink(
-            options["url"], format=options.get("format", "json"), secrets=options.get("secrets", ()),
-            headers=options.get("headers") or {}, basic_auth=(auth[0], auth[1]) if auth else None,
-            timeout=float(options.get("timeout_seconds") or settings.http_timeout_seconds),
-            verify_tls=bool(options.get("verify_tls", True)),
-            max_retry_after=settings.max_retry_after_seconds,
-            max_bytes=int(options["batch_max_bytes"]) if options.get("batch_max_bytes") else None,
-        )
-    if destination.kind == "email":
-        if account is None:
-            session = Session.object_session(destination)
-            account = session.scalar(select(Account.name).where(Account.id == destination.account_id)) \
-                if session else ""
-        return EmailSink(smtp_settings(settings), recipients=options["recipients"], account=account or "",
-                         subject_template=options.get("subject") or DEFAULT_SUBJECT,
-                         gzip_threshold=int(options.get("gzip_threshold", 1_000_000)))
-    raise ValueError(f"destination kind {destination.kind!r} is not delivered by the dispatcher")
+
+    kind: ClassVar[str]
+
+    @classmethod
+    def parse(cls: type[_K], payload: Mapping[str, Any], current: _K | None) -> _K:
+        """The settings a create (``current`` None) or change request gives, merged over the current
+        ones; ValidationError naming the field, when one is invalid."""
+        ...
+
+    @classmethod
+    def from_stored(cls: type[_K], stored: Mapping[str, Any]) -> _K:
+        """The settings as ``stored`` wrote them."""
+        ...
+
+    def stored(self) -> dict[str, Any]:
+        """The settings as the store keeps them (JSON): the ones given, so that defaults stay the kind's."""
+        ...
+
+    def view(self) -> dict[str, Any]:
+        """The settings as the API shows them, defaults filled in, never a secret."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """How lists name the destination (at most 200 characters)."""
+        ...
 
 
-def file_target(destination: Destination) -> FileTarget:
-    """Where a file destination's uploads go, from its settings (kind ``ftp`` is FTP or FTPS, ``sftp`` SFTP)."""
-    options: dict[str, Any] = destination.settings
-    if destination.kind not in FILE_KINDS:
+class PushKind(DestinationKind, Protocol):
+    """A kind the delivery engine delivers to batch by batch, through a sink."""
+
+    @property
+    def batch_limit(self) -> int:
+        """Events per delivery at most."""
+        ...
+
+    @property
+    def interval(self) -> float:
+        """Seconds between the starts of two deliveries at least (0: no pause)."""
+        ...
+
+    @property
+    def batch_wait(self) -> float:
+        """Seconds a batch may wait to fill up to ``batch_limit`` (0: it goes at once)."""
+        ...
+
+    def sink(self, config: Settings, account: str) -> Sink:
+        """The sink that delivers to the destination of ``account`` (its name)."""
+        ...
+
+
+class FileKind(DestinationKind, Protocol):
+    """A kind whose events are uploaded as one file per period."""
+
+    @property
+    def plan(self) -> FilePlan:
+        """How its periods are cut and its files named."""
+        ...
+
+    def target(self) -> FileTarget:
+        """Where its files are uploaded."""
+        ...
+
+
+_PUSH: dict[str, type[PushKind]] = {HttpSettings.kind: HttpSettings, EmailSettings.kind: EmailSettings}
+_FILE: dict[str, type[FileKind]] = {FtpSettings.kind: FtpSettings, SftpSettings.kind: SftpSettings}
+_KINDS: dict[str, type[DestinationKind]] = {PullSettings.kind: PullSettings, **_PUSH, **_FILE}
+# Pull queues are collected by clients; the delivery engine pushes to these batch by batch,
+# and uploads a file per period to those.
+PUSH_KINDS = tuple(_PUSH)
+FILE_KINDS = tuple(_FILE)
+
+
+def kind_named(kind: str) -> type[DestinationKind]:
+    """The settings class of a kind (KeyError for none)."""
+    return _KINDS[kind]
+
+
+def settings_of(destination: Destination) -> DestinationKind:
+    """A stored destination's settings."""
+    return _KINDS[destination.kind].from_stored(destination.settings)
+
+
+def push_settings(destination: Destination) -> PushKind:
+    """A push destination's settings; ValueError for a destination of another kind."""
+    kind = _PUSH.get(destination.kind)
+    if kind is None:
+        raise ValueError(f"destination kind {destination.kind!r} is not delivered by the dispatcher")
+    return kind.from_stored(destination.settings)
+
+
+def file_settings(destination: Destination) -> FileKind:
+    """A file destination's settings; ValueError for a destination of another kind."""
+    kind = _FILE.get(destination.kind)
+    if kind is None:
         raise ValueError(f"destination kind {destination.kind!r} does not upload files")
-    return FileTarget(
-        protocol="sftp" if destination.kind == "sftp" else options.get("protocol", "ftp"),
-        host=options["host"], port=options.get("port"), username=options["username"],
-        password=options.get("password"), private_key=options.get("private_key"),
-        private_key_passphrase=options.get("private_key_passphrase"),
-        remote_dir=options.get("remote_dir") or ".", known_hosts=options.get("known_hosts") or "",
-        verify_tls=bool(options.get("verify_tls", True)), ca_file=options.get("ca_file"),
-        timeout=float(options.get("timeout_seconds") or DEFAULT_FILE_TIMEOUT),
-    )
+    return kind.from_stored(destination.settings)
+
+
+def sink_for(destination: Destination, config: Settings, *, account: str | None = None) -> Sink:
+    """The sink that delivers to a push destination; ValueError for a destination of another kind.
+
+    An email names the account: ``account``, else the one looked up through the destination's session.
+    """
+    settings = push_settings(destination)
+    if account is None:
+        session = Session.object_session(destination)
+        account = session.scalar(select(Account.name).where(Account.id == destination.account_id)) \
+            if session else None
+    return settings.sink(config, account or "")

@@ -14,8 +14,17 @@ from sqlalchemy.orm import Session
 
 from gateway.errors import NotFound, ValidationError
 from gateway.events.model import ALL_TYPES
-from gateway.pull import pull_destination
 from gateway.store.models import Destination, Route
+
+
+def pull_destination(session: Session, account_id: int) -> int:
+    """The id of the account's pull queue."""
+    destination_id = session.scalar(
+        select(Destination.id).where(Destination.account_id == account_id, Destination.kind == "pull")
+    )
+    if destination_id is None:
+        raise NotFound("pull queue of account", account_id)
+    return destination_id
 
 
 def _owned(session: Session, account_id: int, destination_id: int) -> Destination:

@@ -267,7 +267,7 @@ _VALIDATORS: dict[str, tuple[Field, Callable[[Field, object], Any]]] = {
 }
 
 
-def validate(raw: Mapping[str, Any], record: int | str) -> tuple[Event | None, list[Problem]]:
+def validate(raw: object, record: int | str) -> tuple[Event | None, list[Problem]]:
     """Validate one raw event; return the normalised event, or None and every problem found.
 
     Keys that are not fields of the model are kept in ``data``.

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from lxml import etree
 
 from gateway.errors import GatewayError
+from gateway.limits import MAX_SOAP_REQUEST_BYTES
 
 Flavour = Literal["encoded", "literal"]
 
@@ -30,7 +31,6 @@ PAINT_NS = "urn:localhost-paint"
 PAINT_TYPES_NS = "http://www.pure360.com/paint"
 
 PART_NAMES = ("contextId", "className", "processName", "entityData", "processData")
-MAX_BODY_BYTES = 5 * 1024 * 1024
 BASE64_SUFFIX = "_base64"
 
 _ENVELOPE = f"{{{SOAP_ENV_NS}}}Envelope"
@@ -96,7 +96,8 @@ class PaintRequest:
     flavour: Flavour
 
 
-def parse_envelope(body: bytes, max_bytes: int = MAX_BODY_BYTES, flavour_hint: Flavour | None = None) -> PaintRequest:
+def parse_envelope(body: bytes, max_bytes: int = MAX_SOAP_REQUEST_BYTES,
+                   flavour_hint: Flavour | None = None) -> PaintRequest:
     """Decode a handleRequest envelope of either flavour.
 
     The flavour is read from the envelope itself; ``flavour_hint`` (from the SOAPAction)
@@ -186,7 +187,8 @@ def _parse_xml(body: bytes, max_bytes: int) -> etree._Element:
     except etree.XMLSyntaxError as exc:
         raise EnvelopeError(f"the body is not well-formed XML: {exc}") from exc
     docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+    # lxml-stubs lack DocInfo.doctype.
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:  # type: ignore[union-attr]
         raise ForbiddenXML("a DOCTYPE is not allowed in a SOAP message")
     return root
 

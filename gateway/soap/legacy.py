@@ -17,10 +17,11 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from gateway import pull
-from gateway.errors import AuthError, GatewayError, ValidationError
+from gateway.api.context import current_runtime
+from gateway.errors import AuthError, GatewayError, LockedOut, ValidationError
 from gateway.events import formats
-from gateway.runtime import current_runtime
-from gateway.soap import sessions as legacy_sessions
+from gateway.limits import MAX_SOAP_REQUEST_BYTES
+from gateway.soap import sessions
 from gateway.soap.encoding import EnvelopeError, Flavour, PaintRequest, encode_fault, encode_result, parse_envelope
 from gateway.store.models import utcnow
 
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 WSDL_DIR = Path(__file__).resolve().parents[2] / "wsdl"
 WSDL_PLACEHOLDER = "http://HOST/paint"
-MAX_REQUEST_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_NOTIFICATIONS = 1000
 CONTEXT_NOT_FOUND = "Bean requested not found - Bean type: [bus_entity_context]"
 XML = "text/xml; charset=utf-8"
@@ -104,12 +104,12 @@ def _login(req: PaintRequest) -> Result:
         missing = {k: "is required" for k, v in (("userName", name), ("password", password)) if not v}
         raise LegacyError("bean_exception_validation", missing)
     try:
-        context_id = legacy_sessions.login(rt.sessions, name, password,
-                                           failure_limit=rt.settings.login_failure_limit,
-                                           lockout_seconds=rt.settings.login_lockout_seconds)
-    except AuthError as exc:
-        if "too many" in str(exc):
-            raise LegacyError("bean_exception_security", str(exc)) from None
+        context_id = sessions.login(rt.sessions, name, password,
+                                    failure_limit=rt.settings.login_failure_limit,
+                                    lockout_seconds=rt.settings.login_lockout_seconds)
+    except LockedOut as exc:
+        raise LegacyError("bean_exception_security", str(exc)) from None
+    except AuthError:
         raise LegacyError("bean_exception_validation", {"password": "invalid login details"}) from None
     now = formats.iso(utcnow())
     # Key order matters to clients that index pairs by position (resultData.pairs[3] is
@@ -128,19 +128,19 @@ def _login(req: PaintRequest) -> Result:
 
 
 def _logout(req: PaintRequest) -> Result:
-    legacy_sessions.logout(current_runtime().sessions, req.context_id)
+    sessions.logout(current_runtime().sessions, req.context_id)
     return _ok()
 
 
 def _account(req: PaintRequest) -> int:
     rt = current_runtime()
     try:
-        return legacy_sessions.resolve(rt.sessions, req.context_id, rt.settings.session_idle_seconds)
+        return sessions.resolve(rt.sessions, req.context_id, rt.settings.session_idle_seconds)
     except AuthError:
         raise LegacyError("bean_exception_system", CONTEXT_NOT_FOUND) from None
 
 
-def _get_batch(req: PaintRequest, flavour: str) -> bytes:
+def _get_batch(req: PaintRequest, flavour: Flavour) -> bytes:
     account_id = _account(req)
     rt = current_runtime()
     problems: dict[str, str] = {}
@@ -210,11 +210,12 @@ def _flavour_hint() -> Flavour | None:
 @blueprint.post("/_bus/request.soap")
 def endpoint() -> Response:
     """POST a handleRequest envelope (any SOAPAction or none)."""
-    if (request.content_length or 0) > MAX_REQUEST_BYTES:
-        return Response(encode_fault("Client", f"request body over {MAX_REQUEST_BYTES} bytes"), 500, content_type=XML)
-    body = request.stream.read(MAX_REQUEST_BYTES + 1)
+    if (request.content_length or 0) > MAX_SOAP_REQUEST_BYTES:
+        return Response(encode_fault("Client", f"request body over {MAX_SOAP_REQUEST_BYTES} bytes"), 500,
+                        content_type=XML)
+    body = request.stream.read(MAX_SOAP_REQUEST_BYTES + 1)
     try:
-        parsed = parse_envelope(body, max_bytes=MAX_REQUEST_BYTES, flavour_hint=_flavour_hint())
+        parsed = parse_envelope(body, max_bytes=MAX_SOAP_REQUEST_BYTES, flavour_hint=_flavour_hint())
     except EnvelopeError as exc:
         return Response(encode_fault("Client", str(exc)), 500, content_type=XML)
     try:

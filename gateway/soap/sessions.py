@@ -1,4 +1,4 @@
-"""Sessions of the legacy SOAP API: login hands out a context id (`beanId`), which expires when idle."""
+"""Sessions of both SOAP services: login hands out a session id (the legacy `beanId`), which expires when idle."""
 from __future__ import annotations
 
 import secrets

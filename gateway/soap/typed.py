@@ -2,7 +2,8 @@
 
 Operations: ``login``, ``logout``, ``getBatch``, ``acknowledgeBatch``, ``getBatchAgain``; the
 webhook-management operations are in ``gateway.soap.typed_webhooks``, served by the same
-application, which resolves sessions and maps the gateway's errors to Faults for both.
+application (``gateway.soap.typed_context``), which resolves sessions and maps the gateway's
+errors to Faults for both.
 The ``TypedEvent`` record is derived from ``gateway.events.FIELDS``: its elements carry the
 model's field names, in the model's order; text fields are ``xs:string``, times
 ``xs:dateTime`` and ``data`` is a string holding a JSON object (compact, keys sorted),
@@ -17,7 +18,6 @@ needs about 2.2 s for 10,000 records and lxml about 0.15 s. A test keeps the two
 from __future__ import annotations
 
 import io
-import logging
 import re
 import sys
 from collections.abc import Callable
@@ -26,37 +26,38 @@ from typing import Any
 
 import orjson
 from lxml import etree
-from spyne import Application, ComplexModel, Fault, ServiceBase, rpc
-from spyne.model.complex import Array
-from spyne.model.primitive import Boolean, DateTime, Integer, Unicode
-from spyne.protocol.soap import Soap11
-from spyne.server.wsgi import WsgiApplication
 
 from gateway import pull
-from gateway.errors import AuthError, GatewayError, NotFound, ValidationError
 from gateway.events import model
+from gateway.limits import MAX_BATCH_EVENTS, MAX_SOAP_REQUEST_BYTES
 from gateway.runtime import Runtime
-from gateway.soap import sessions as legacy_sessions
+from gateway.soap import sessions
+from gateway.soap.spyne_types import (
+    Array,
+    Boolean,
+    ComplexModel,
+    DateTime,
+    Integer,
+    MethodContext,
+    ServiceBase,
+    SimpleModel,
+    Unicode,
+    WsgiApplication,
+    fields_of,
+    rpc,
+)
+from gateway.soap.typed_context import ServiceApplication, account_of, runtime_of
 from gateway.soap.typed_webhooks import WebHooksService
 
 TNS = "urn:eventgw:events:1"
 PATH = "/soap/events"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-# Spyne's default is 2 MiB; requests here are small, but allow for long type lists and
-# SOAP headers (WS-Security and the like) that some clients add.
-MAX_REQUEST_BYTES = 5 * 1024 * 1024
 WSDL_PUBLIC_URL = "http://127.0.0.1:8080"
 """The public URL the checked-in wsdl/events.wsdl is generated with."""
 
 _REQUIRED = {"min_occurs": 1, "nillable": False}
-_TYPES_BY_KIND: dict[str, Any] = {"time": DateTime}
+_TYPES_BY_KIND: dict[str, type[SimpleModel]] = {"time": DateTime}
 _NOTES_BY_KIND = {"object": " (a JSON object, as text)"}
-
-# Spyne logs every client fault (a wrong password, max=0, malformed XML) with a stack
-# trace, and malformed requests in full (passwords included). They are the caller's
-# errors and answered as Faults; unexpected errors (spyne.application.server) still log.
-for _name in ("spyne.application.client", "spyne.server._base", "spyne.protocol.soap.soap11.invalid"):
-    logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
 class TypedEvent(ComplexModel):
@@ -86,31 +87,31 @@ class EventsService(ServiceBase):
 
     @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=Unicode,
          _in_arg_names={"user_name": "userName"}, _out_variable_name="sessionId")
-    def login(ctx: Any, user_name: str, password: str) -> str:
+    def login(ctx: MethodContext, user_name: str, password: str) -> str:
         """Check an account's name and password; returns the session id the other operations take."""
-        rt = _runtime(ctx)
-        return legacy_sessions.login(rt.sessions, user_name, password,
-                                     failure_limit=rt.settings.login_failure_limit,
-                                     lockout_seconds=rt.settings.login_lockout_seconds)
+        rt = runtime_of(ctx)
+        return sessions.login(rt.sessions, user_name, password,
+                              failure_limit=rt.settings.login_failure_limit,
+                              lockout_seconds=rt.settings.login_lockout_seconds)
 
     @rpc(Unicode(**_REQUIRED), _in_arg_names={"session_id": "sessionId"})
-    def logout(ctx: Any, session_id: str) -> None:
+    def logout(ctx: MethodContext, session_id: str) -> None:
         """End a session."""
-        legacy_sessions.logout(_runtime(ctx).sessions, session_id)
+        sessions.logout(runtime_of(ctx).sessions, session_id)
 
     @rpc(Unicode(**_REQUIRED), Unicode(max_occurs="unbounded", doc="event types, comma-separated or repeated; "
                                        "none means every type"),
-         Integer(**_REQUIRED, doc="at most this many events, 1 to 10000"),
+         Integer(**_REQUIRED, doc=f"at most this many events, 1 to {MAX_BATCH_EVENTS}"),
          Boolean(doc="true: mark the events as collected now; false (the default): lease them until "
                      "acknowledgeBatch, or until the lease runs out and they come back"),
          Boolean(doc="true: return the events and change nothing (markAsRead is ignored)"),
          _returns=BatchResult,
          _in_arg_names={"session_id": "sessionId", "limit": "max", "mark_as_read": "markAsRead"})
-    def getBatch(ctx: Any, session_id: str, types: list[str] | None, limit: int, mark_as_read: bool | None,
-                  peek: bool | None) -> None:
+    def getBatch(ctx: MethodContext, session_id: str, types: list[str] | None, limit: int,
+                 mark_as_read: bool | None, peek: bool | None) -> None:
         """Take up to ``max`` of the oldest waiting events of ``types``."""
-        rt = _runtime(ctx)
-        account_id = _account(ctx, session_id)
+        rt = runtime_of(ctx)
+        account_id = account_of(ctx, session_id)
         wanted = pull.check_types(",".join(types or ()), "types")
         size = pull.check_max(limit, "max")
         mode: pull.Mode = "peek" if peek else "read" if mark_as_read else "lease"
@@ -119,79 +120,25 @@ class EventsService(ServiceBase):
 
     @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=Integer,
          _in_arg_names={"session_id": "sessionId", "batch_id": "batchId"}, _out_variable_name="acknowledged")
-    def acknowledgeBatch(ctx: Any, session_id: str, batch_id: str) -> int:
+    def acknowledgeBatch(ctx: MethodContext, session_id: str, batch_id: str) -> int:
         """Mark a leased batch as collected; returns how many of its events it still held."""
-        rt = _runtime(ctx)
-        return pull.acknowledge(rt.sessions, _account(ctx, session_id), batch_id)
+        return pull.acknowledge(runtime_of(ctx).sessions, account_of(ctx, session_id), batch_id)
 
     @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=BatchResult,
          _in_arg_names={"session_id": "sessionId", "batch_id": "batchId"})
-    def getBatchAgain(ctx: Any, session_id: str, batch_id: str) -> None:
+    def getBatchAgain(ctx: MethodContext, session_id: str, batch_id: str) -> None:
         """The events of an earlier batch, within the recovery window (after a client crashed)."""
-        rt = _runtime(ctx)
-        batch = pull.batch_again(rt.read_sessions, _account(ctx, session_id), batch_id,
+        rt = runtime_of(ctx)
+        batch = pull.batch_again(rt.read_sessions, account_of(ctx, session_id), batch_id,
                                  timedelta(days=rt.settings.recovery_days))
         _answer(ctx)(batch)
 
 
-class _Soap11(Soap11):
-    """Spyne's SOAP 1.1, refusing documents with a DTD (its parser never expands entities or fetches anything)."""
-
-    def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
-        super().create_in_document(ctx, charset)
-        root, _ = ctx.in_document
-        if root.getroottree().docinfo.doctype:
-            raise Fault("Client.XMLSyntaxError", "a document type declaration (DOCTYPE) is not allowed")
-
-
-class EventsApplication(Application):
-    """The Spyne application, holding the Runtime its methods work with (they run outside Flask)."""
-
-    def __init__(self, runtime: Runtime | None) -> None:
-        super().__init__([EventsService, WebHooksService], tns=TNS, name="Events",
-                         in_protocol=_Soap11(validator="soft"), out_protocol=Soap11())
-        self._runtime = runtime
-
-    @property
-    def runtime(self) -> Runtime:
-        """The Runtime; an application built only for its WSDL has none."""
-        if self._runtime is None:
-            raise RuntimeError("this application only describes the service")
-        return self._runtime
-
-    def account(self, session_id: str) -> int:
-        """The account of a live session; AuthError when it is unknown or expired."""
-        return legacy_sessions.resolve(self.runtime.sessions, session_id, self.runtime.settings.session_idle_seconds)
-
-    def call_wrapper(self, ctx: Any) -> Any:
-        """Map the gateway's errors to SOAP Faults, in this one place for every operation (never a stack trace)."""
-        try:
-            return super().call_wrapper(ctx)
-        except ValidationError as exc:
-            raise Fault("Client.ValidationError", str(exc)) from None
-        except AuthError as exc:
-            raise Fault("Client.AuthError", str(exc)) from None
-        except NotFound as exc:
-            raise Fault("Client.NotFound", str(exc)) from None
-        except GatewayError as exc:
-            raise Fault("Client.Error", str(exc)) from None
-
-
-def _runtime(ctx: Any) -> Runtime:
-    app: EventsApplication = ctx.app
-    return app.runtime
-
-
-def _account(ctx: Any, session_id: str) -> int:
-    app: EventsApplication = ctx.app
-    return app.account(session_id)
-
-
-def _answer(ctx: Any) -> Callable[[pull.Batch], None]:
+def _answer(ctx: MethodContext) -> Callable[[pull.Batch], None]:
     """A pull renderer that writes the response envelope itself, so Spyne does not serialise it."""
     message = ctx.descriptor.out_message
     response_name = message.get_type_name()
-    result_name = next(iter(message._type_info))
+    result_name = next(iter(fields_of(message)))
 
     def render(batch: pull.Batch) -> None:
         ctx.out_string = [write_batch(batch, response_name, result_name)]
@@ -245,8 +192,16 @@ def write_batch(batch: pull.Batch, response_name: str = "getBatchResponse",
     return out.getvalue()
 
 
+def application(runtime: Runtime | None) -> ServiceApplication:
+    """The service's Spyne application: the pull and the webhook operations, over ``runtime``.
+
+    Without a Runtime, the application only describes the service (its WSDL).
+    """
+    return ServiceApplication([EventsService, WebHooksService], runtime, tns=TNS, name="Events")
+
+
 def _server(runtime: Runtime | None, public_url: str) -> WsgiApplication:
-    server = WsgiApplication(EventsApplication(runtime), max_content_length=MAX_REQUEST_BYTES)
+    server = WsgiApplication(application(runtime), max_content_length=MAX_SOAP_REQUEST_BYTES)
     # Spyne would otherwise build the WSDL, and its address, from the first ?wsdl request.
     server.doc.wsdl11.build_interface_document(public_url.rstrip("/") + PATH)
     return server

@@ -5,27 +5,35 @@ deleteWebHookById) and the rest of the REST API's (getWebHook, updateWebHook,
 verifyWebHook, replayWebHook, getWebHookAttempts), with the same semantics. A ``WebHook``
 carries the fields of ``gateway.destinations.webhooks.view``, camel-cased, times as ``xs:dateTime``.
 
-``gateway.soap.typed`` serves these beside the pull operations in one application, which
-resolves sessions and maps the gateway's errors to Faults for both.
+``gateway.soap.typed`` serves these beside the pull operations in one application
+(``gateway.soap.typed_context``), which resolves sessions and maps the gateway's errors to
+Faults for both.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from spyne import ComplexModel, ServiceBase, rpc
-from spyne.const.xml import DEFAULT_NS
-from spyne.model.primitive import Boolean, DateTime, Double, Integer, Unicode
+from typing import Any, TypeVar
 
 from gateway.destinations import webhooks
 from gateway.errors import ValidationError
 from gateway.events import model
 from gateway.runtime import Runtime
+from gateway.soap.spyne_types import (
+    DEFAULT_NS,
+    Boolean,
+    ComplexModel,
+    DateTime,
+    Double,
+    Integer,
+    MethodContext,
+    ServiceBase,
+    Unicode,
+    fields_of,
+    rpc,
+)
+from gateway.soap.typed_context import account_of, runtime_of
 from sinks.http import FORMATS
-
-if TYPE_CHECKING:
-    from gateway.soap.typed import EventsApplication
 
 _SESSION = Unicode(min_occurs=1, nillable=False, doc="the session id from login")
 _WEBHOOK_ID = Integer(min_occurs=1, nillable=False, doc="the webhook's id")
@@ -111,7 +119,7 @@ def _camel(name: str) -> str:
 def _record(cls: type[_R], shown: Mapping[str, Any]) -> _R:
     """A record of ``cls`` from the core's view: names camel-cased, ISO 8601 times parsed."""
     fields = {_camel(name): value for name, value in shown.items()}
-    for name, kind in cls._type_info.items():
+    for name, kind in fields_of(cls).items():
         if issubclass(kind, DateTime) and fields.get(name) is not None:
             fields[name] = model.parse_time(fields[name])
     return cls(**fields)
@@ -137,10 +145,9 @@ def _time(value: datetime, field: str) -> datetime:
         raise ValidationError(str(exc), field) from None
 
 
-def _context(ctx: Any, session_id: str) -> tuple[Runtime, int]:
+def _context(ctx: MethodContext, session_id: str) -> tuple[Runtime, int]:
     """The Runtime and the session's account."""
-    app: EventsApplication = ctx.app
-    return app.runtime, app.account(session_id)
+    return runtime_of(ctx), account_of(ctx, session_id)
 
 
 class WebHooksService(ServiceBase):
@@ -152,8 +159,8 @@ class WebHooksService(ServiceBase):
          Unicode(doc="the signing secret, whsec_<base64 of at least 24 bytes>; generated if not given"),
          Boolean(doc="true: send a test event first and refuse a URL that does not answer 2xx"),
          _returns=WebHook, _in_arg_names=_NAMES, _out_variable_name="webHook")
-    def createWebHook(ctx: Any, session_id: str, url: str | None, events: list[str] | None, format_: str | None,
-                      app: str | None, secret: str | None, verify: bool | None) -> WebHook:
+    def createWebHook(ctx: MethodContext, session_id: str, url: str | None, events: list[str] | None,
+                      format_: str | None, app: str | None, secret: str | None, verify: bool | None) -> WebHook:
         """Post the events of these types to the URL; the answer holds the secret, shown only here."""
         rt, account_id = _context(ctx, session_id)
         payload = _payload(url=url, events=events, format=format_, app=app, secret=secret)
@@ -161,7 +168,7 @@ class WebHooksService(ServiceBase):
 
     @rpc(_SESSION, Unicode(doc="only the webhooks of this app"), Unicode(doc="only those receiving this type"),
          _returns=WebHook.customize(max_occurs="unbounded"), _in_arg_names=_NAMES, _out_variable_name="webHook")
-    def getWebHooks(ctx: Any, session_id: str, app: str | None, event: str | None) -> list[WebHook]:
+    def getWebHooks(ctx: MethodContext, session_id: str, app: str | None, event: str | None) -> list[WebHook]:
         """The caller's webhooks, oldest first."""
         rt, account_id = _context(ctx, session_id)
         with rt.read_sessions() as session:
@@ -169,7 +176,7 @@ class WebHooksService(ServiceBase):
             return [_webhook(webhooks.view(session, destination)) for destination in found]
 
     @rpc(_SESSION, _WEBHOOK_ID, _returns=WebHook, _in_arg_names=_NAMES, _out_variable_name="webHook")
-    def getWebHook(ctx: Any, session_id: str, webhook_id: int) -> WebHook:
+    def getWebHook(ctx: MethodContext, session_id: str, webhook_id: int) -> WebHook:
         """One webhook."""
         rt, account_id = _context(ctx, session_id)
         with rt.read_sessions() as session:
@@ -179,7 +186,7 @@ class WebHooksService(ServiceBase):
          Unicode(doc="a new app name"),
          Unicode(doc="a new secret; the previous one keeps signing beside it until the next change"),
          _returns=WebHook, _in_arg_names=_NAMES, _out_variable_name="webHook")
-    def updateWebHook(ctx: Any, session_id: str, webhook_id: int, url: str | None, events: list[str] | None,
+    def updateWebHook(ctx: MethodContext, session_id: str, webhook_id: int, url: str | None, events: list[str] | None,
                       format_: str | None, app: str | None, secret: str | None) -> WebHook:
         """Change the fields given, and only those, without deactivating the webhook."""
         rt, account_id = _context(ctx, session_id)
@@ -190,7 +197,7 @@ class WebHooksService(ServiceBase):
     @rpc(_SESSION, _WEBHOOK_ID,
          Boolean(doc="true: deliver the events that accumulated while deactivated; false (the default): drop them"),
          _returns=ActivationResult, _in_arg_names={**_NAMES, "replay": "replayEvents"})
-    def activateWebHook(ctx: Any, session_id: str, webhook_id: int, replay: bool | None) -> ActivationResult:
+    def activateWebHook(ctx: MethodContext, session_id: str, webhook_id: int, replay: bool | None) -> ActivationResult:
         """Activate a webhook that was deactivated after repeated failures (make sure its URL works again)."""
         rt, account_id = _context(ctx, session_id)
         with rt.sessions.begin() as session:
@@ -199,7 +206,7 @@ class WebHooksService(ServiceBase):
     @rpc(_SESSION, _WEBHOOK_ID, DateTime(min_occurs=1, nillable=False, doc="from this time (with a zone) on"),
          DateTime(min_occurs=1, nillable=False, doc="up to, not including, this time (with a zone)"),
          _returns=Integer, _in_arg_names=_NAMES, _out_variable_name="queued")
-    def replayWebHook(ctx: Any, session_id: str, webhook_id: int, since: datetime, until: datetime) -> int:
+    def replayWebHook(ctx: MethodContext, session_id: str, webhook_id: int, since: datetime, until: datetime) -> int:
         """Deliver again every event of the webhook's types that occurred in [since, until); returns how many."""
         rt, account_id = _context(ctx, session_id)
         window = _time(since, "since"), _time(until, "until")
@@ -207,21 +214,21 @@ class WebHooksService(ServiceBase):
             return webhooks.replay(session, account_id, webhook_id, *window)
 
     @rpc(_SESSION, _WEBHOOK_ID, _in_arg_names=_NAMES)
-    def deleteWebHookById(ctx: Any, session_id: str, webhook_id: int) -> None:
+    def deleteWebHookById(ctx: MethodContext, session_id: str, webhook_id: int) -> None:
         """Delete a webhook; its types go back to the pull queue if nothing else receives them."""
         rt, account_id = _context(ctx, session_id)
         with rt.sessions.begin() as session:
             webhooks.delete_webhook(session, account_id, webhook_id)
 
     @rpc(_SESSION, _WEBHOOK_ID, _returns=VerifyResult, _in_arg_names=_NAMES)
-    def verifyWebHook(ctx: Any, session_id: str, webhook_id: int) -> VerifyResult:
+    def verifyWebHook(ctx: MethodContext, session_id: str, webhook_id: int) -> VerifyResult:
         """Send a test event now and report what the URL answered; the webhook itself does not change."""
         rt, account_id = _context(ctx, session_id)
         return VerifyResult(**webhooks.verify(rt.read_sessions, account_id, webhook_id, rt.settings))
 
     @rpc(_SESSION, _WEBHOOK_ID, Integer(doc="at most this many, 1 to 1000; 100 if not given"),
          _returns=Attempt.customize(max_occurs="unbounded"), _in_arg_names=_NAMES, _out_variable_name="attempt")
-    def getWebHookAttempts(ctx: Any, session_id: str, webhook_id: int, limit: int | None) -> list[Attempt]:
+    def getWebHookAttempts(ctx: MethodContext, session_id: str, webhook_id: int, limit: int | None) -> list[Attempt]:
         """The webhook's most recent delivery attempts, newest first."""
         rt, account_id = _context(ctx, session_id)
         with rt.read_sessions() as session:

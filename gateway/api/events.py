@@ -1,13 +1,13 @@
-"""POST /api/v1/events: take in a JSON array or NDJSON of up to 10,000 events, all or nothing."""
+"""Events: POST /api/v1/events takes in a JSON array or NDJSON of up to max_batch events, all or nothing."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
 from gateway.api.auth import current_account
+from gateway.api.context import current_runtime
 from gateway.ingest import ingest_request, parse_body
-from gateway.runtime import current_runtime
 
-blueprint = Blueprint("ingest", __name__)
+blueprint = Blueprint("events", __name__)
 
 
 @blueprint.post("/api/v1/events")

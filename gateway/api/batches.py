@@ -1,4 +1,4 @@
-"""REST JSON pull: GET /api/v1/batches, POST /api/v1/batches/{id}/ack, GET /api/v1/batches/{id}."""
+"""Batches, the REST JSON pull: GET /api/v1/batches, POST /api/v1/batches/{id}/ack, GET /api/v1/batches/{id}."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -8,11 +8,11 @@ from flask import Blueprint, Response, jsonify, request
 
 from gateway import pull
 from gateway.api.auth import current_account
+from gateway.api.context import current_runtime
 from gateway.errors import ValidationError
 from gateway.events import formats
-from gateway.runtime import current_runtime
 
-blueprint = Blueprint("pull", __name__)
+blueprint = Blueprint("batches", __name__)
 DEFAULT_MAX = 1000
 
 
