@@ -377,7 +377,7 @@ def export_period(runtime: Runtime, destination_id: int, day: date, hour: int | 
             raise problem("date", f"the period {period} has not ended yet")
         lease = lease_id(destination_id, period)
         if session.scalar(select(QueueItem.id).where(QueueItem.lease_id == lease).limit(1)) is not None:
-            if queue.is_held(session, lease, now):
+            if queue.is_held(session, destination_id, lease, now):
                 raise Conflict(f"the file of {period} is being uploaded right now; try again when that is done")
             _lease_rows(session, destination_id, QueueItem.lease_id == lease, lease, now)
         else:

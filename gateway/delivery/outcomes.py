@@ -74,7 +74,7 @@ _HEALTHY = (update(DESTINATIONS)
 def lease(session: Session, destination: Destination, now: datetime, lease_seconds: int) -> Lease | None:
     """Lease the destination's next batch: a retry keeps its rows and message id, else take fresh rows."""
     connection = session.connection()
-    if (connection.dialect.name == "postgresql"
+    if (queue.skips_locked(session)
             and connection.execute(_LOCK_DESTINATION, {"destination": destination.id}).first() is None):
         # Another dispatcher is leasing for this destination. Two at once would each take
         # part of a retried batch and send the parts under the same message id, and a
@@ -113,7 +113,7 @@ def settle_failure(session: Session, lease_: Lease, started: datetime, seconds: 
     now = utcnow()
     destination = session.get(Destination, lease_.destination_id, with_for_update=True)
     assert destination is not None
-    schedule = tuple(destination.settings.get("retry_schedule") or settings.retry_schedule)
+    schedule = settings.retry_schedule
     delay = retry_delay(schedule, lease_.attempts, error.retry_after, settings.max_retry_after_seconds)
     queue.reschedule(session, lease_.destination_id, lease_.message_id, now + timedelta(seconds=delay))
     destination.failing_since = destination.failing_since or started

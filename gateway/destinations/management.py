@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from gateway.config import Settings
 from gateway.destinations import routing
 from gateway.destinations.checks import check_events, problem
+from gateway.destinations.email import EmailSettings
+from gateway.destinations.http import HttpSettings
 from gateway.destinations.kinds import FILE_KINDS, DestinationKind, file_settings, kind_named, settings_of, sink_for
 from gateway.errors import DeliveryError, NotFound
 from gateway.events import formats, model
@@ -27,7 +29,7 @@ from gateway.store.models import Account, Attempt, Destination, Notice, utcnow
 from sinks.ftp import uploader_for
 
 # The kinds of /api/v1/destinations: webhooks have their own API, and pull queues come with the account.
-MANAGED_KINDS = ("email", *FILE_KINDS)
+MANAGED_KINDS = (EmailSettings.kind, *FILE_KINDS)
 # Keys of a create or change request that are not settings.
 REQUEST_KEYS = ("kind", "events", "test")
 
@@ -203,7 +205,7 @@ def activate(session: Session, destination: Destination, replay: bool) -> dict[s
     destination.failing_since = None
     destination.consecutive_failures = 0
     destination.paused_until = None
-    label = "webhook" if destination.kind == "http" else f"{destination.kind} destination"
+    label = "webhook" if destination.kind == HttpSettings.kind else f"{destination.kind} destination"
     session.add(Notice(account_id=destination.account_id, destination_id=destination.id, kind="activated",
                        message=f"{label} #{destination.id} activated"
                        + (" with replay" if replay else "")

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from gateway.destinations.pull import PullSettings
 from gateway.errors import NotFound, ValidationError
 from gateway.events.model import ALL_TYPES
 from gateway.store.models import Destination, Route
@@ -20,7 +21,7 @@ from gateway.store.models import Destination, Route
 def pull_destination(session: Session, account_id: int) -> int:
     """The id of the account's pull queue."""
     destination_id = session.scalar(
-        select(Destination.id).where(Destination.account_id == account_id, Destination.kind == "pull")
+        select(Destination.id).where(Destination.account_id == account_id, Destination.kind == PullSettings.kind)
     )
     if destination_id is None:
         raise NotFound("pull queue of account", account_id)

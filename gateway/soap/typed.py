@@ -4,7 +4,7 @@ Operations: ``login``, ``logout``, ``getBatch``, ``acknowledgeBatch``, ``getBatc
 webhook-management operations are in ``gateway.soap.typed_webhooks``, served by the same
 application (``gateway.soap.typed_context``), which resolves sessions and maps the gateway's
 errors to Faults for both.
-The ``TypedEvent`` record is derived from ``gateway.events.FIELDS``: its elements carry the
+The ``TypedEvent`` record is derived from ``gateway.events.model.FIELDS``: its elements carry the
 model's field names, in the model's order; text fields are ``xs:string``, times
 ``xs:dateTime`` and ``data`` is a string holding a JSON object (compact, keys sorted),
 because a free-form map has no portable document/literal type.

@@ -115,7 +115,7 @@ def queued_events(session: Session, query: Select[Any], params: Mapping[str, Any
     return [to_event(row) for row in rows]
 
 
-def _skips_locked(session: Session) -> bool:
+def skips_locked(session: Session) -> bool:
     """Whether takers on this database skip rows another transaction holds (PostgreSQL) rather than
     relying on the database's single writer (SQLite)."""
     return session.get_bind().dialect.name == "postgresql"
@@ -205,7 +205,7 @@ def take_for_pull(session: Session, due: Select[Any], batch_id: str, now: dateti
         if lease_until is None
         else {"state": QueueState.LEASED.value, "due_at": lease_until, "lease_id": batch_id}
     )
-    rows = _locked(due, _skips_locked(session))  # concurrent pullers skip each other's rows
+    rows = _locked(due, skips_locked(session))  # concurrent pullers skip each other's rows
     session.execute(update(QueueItem).where(QueueItem.id.in_(rows.scalar_subquery())).values(**values),
                     execution_options=_BULK)
 
@@ -270,7 +270,7 @@ def take_push_batch(session: Session, destination_id: int, now: datetime, until:
                     max_events: int) -> Taken | None:
     """Lease the destination's next due batch until ``until``: a retry keeps its rows and lease id,
     else up to ``max_events`` fresh rows get a new one. None when nothing is due."""
-    statements = _PUSH[_skips_locked(session)]
+    statements = _PUSH[skips_locked(session)]
     connection = session.connection()
     first = connection.execute(statements.oldest, {"destination": destination_id, "now": now}).first()
     if first is None:
@@ -310,10 +310,11 @@ def leased_attempts(session: Session, destination_id: int, lease_id: str) -> int
         QueueItem.state == QueueState.LEASED.value).limit(1))
 
 
-def is_held(session: Session, lease_id: str, now: datetime) -> bool:
-    """Whether some row of the lease is leased and its lease has not run out at ``now``."""
+def is_held(session: Session, destination_id: int, lease_id: str, now: datetime) -> bool:
+    """Whether some row of the destination's lease is leased and its lease has not run out at ``now``."""
     return session.scalar(select(QueueItem.id).where(
-        QueueItem.lease_id == lease_id, QueueItem.state == QueueState.LEASED.value, QueueItem.due_at > now
+        QueueItem.destination_id == destination_id, QueueItem.lease_id == lease_id,
+        QueueItem.state == QueueState.LEASED.value, QueueItem.due_at > now,
     ).limit(1)) is not None
 
 
