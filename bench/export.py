@@ -62,7 +62,7 @@ def child_real(job: dict[str, Any]) -> dict[str, Any]:
     from gateway.destinations.management import attempts
     from gateway.runtime import open_runtime
 
-    runtime = open_runtime(load_settings(environ={}, database_url=job["url"], data_dir=job["data_dir"]), migrate=False)
+    runtime = open_runtime(load_settings(environ={}, database_url=job["url"], home=job["data_dir"]), migrate=False)
     before = _rss_mb()
     started = time.perf_counter()
     uploaded = Exporter(runtime).export_due(job["destination"])
@@ -186,7 +186,7 @@ def store(directory: Path, count: int, ftpd: Any, sshd: Any, sftp_dir: Path) -> 
     from gateway.store.models import QueueItem
 
     url = f"sqlite:///{directory / 'eventgw.db'}"
-    runtime = open_runtime(load_settings(environ={}, database_url=url, data_dir=str(directory)))
+    runtime = open_runtime(load_settings(environ={}, database_url=url, home=str(directory)))
     with runtime.sessions.begin() as session:
         account = create_account(session, "bench", "bench-password").id
         common = {"events": list(model.ALL_TYPES), "host": "127.0.0.1"}

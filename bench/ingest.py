@@ -33,7 +33,7 @@ BATCH = 1000
 
 def fresh_runtime(directory: Path) -> tuple[Runtime, int, str]:
     """A new SQLite store with one account; returns the runtime, account id and API key."""
-    runtime = open_runtime(load_settings(environ={}, data_dir=str(directory)))
+    runtime = open_runtime(load_settings(environ={}, home=str(directory)))
     with runtime.sessions.begin() as session:
         created = create_account(session, "bench", "bench-password")
     return runtime, created.id, created.api_key
@@ -110,7 +110,7 @@ def cli_file(directory: Path, lines: int) -> tuple[float, float]:
     with open(path, "w") as handle:
         for event in generate(lines, seed=7, prefix="file"):
             handle.write(json.dumps(event) + "\n")
-    env = {**os.environ, "EVENTGW_DATA_DIR": str(directory / "cli")}
+    env = {**os.environ, "EVENTGW_HOME": str(directory / "cli")}
     gateway = str(Path(sys.executable).parent / "gateway")
     subprocess.run([gateway, "account", "create", "bench", "--password", "bench-password"], env=env, check=True,
                    capture_output=True)

@@ -73,7 +73,7 @@ def wait_until_up(base_url: str) -> None:
 
 def setup(directory: Path, events: int) -> tuple[Runtime, int]:
     """A fresh SQLite store holding ``events`` events of one account, all in its pull queue."""
-    runtime = open_runtime(load_settings(environ={}, data_dir=str(directory)))
+    runtime = open_runtime(load_settings(environ={}, home=str(directory)))
     with runtime.sessions.begin() as session:
         account = create_account(session, "bench", PASSWORD)
     raws = list(generate(events, seed=5))
@@ -200,7 +200,7 @@ def main() -> None:
         base_url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
             [str(Path(sys.executable).parent / "gateway"), "serve", "--port", str(port), "--no-dispatcher"],
-            env={**os.environ, "EVENTGW_DATA_DIR": str(directory)}, stdout=subprocess.DEVNULL)
+            env={**os.environ, "EVENTGW_HOME": str(directory)}, stdout=subprocess.DEVNULL)
         stack.callback(server.wait)
         stack.callback(server.terminate)  # runs first, on any way out
         wait_until_up(base_url)

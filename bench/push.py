@@ -71,7 +71,7 @@ def start_receiver() -> ThreadingHTTPServer:
 
 def setup(directory: Path, events: int, urls: list[str]) -> tuple[Runtime, list[int]]:
     """A store whose account routes every type to the first URL, and OPEN also to the others."""
-    runtime = open_runtime(load_settings(environ={}, data_dir=str(directory), http_timeout_seconds=2,
+    runtime = open_runtime(load_settings(environ={}, home=str(directory), http_timeout_seconds=2,
                                          dispatch_concurrency=32, dispatch_interval_seconds=0.05))
     with runtime.sessions.begin() as session:
         account = create_account(session, "bench", "bench-password")

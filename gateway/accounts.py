@@ -1,4 +1,5 @@
-"""Accounts and their credentials: creation, password and API-key checks, lockout after repeated failures."""
+"""Accounts and their credentials: creation, listing and deletion, passwords and API keys (checks, changes,
+rotation), lockout after repeated failures."""
 from __future__ import annotations
 
 import base64
@@ -8,14 +9,16 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import AuthError, Conflict, LockedOut, ValidationError
+from gateway.events.formats import iso
 from gateway.events.model import ALL_TYPES
-from gateway.store.models import Account, ApiKey, Destination, LoginFailure, Route, utcnow
+from gateway.store.models import Account, ApiKey, Destination, LegacySession, LoginFailure, Route, utcnow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -60,8 +63,7 @@ def create_account(session: Session, name: str, password: str) -> NewAccount:
     """Create an account with its pull queue, default routes (every type to the pull queue) and an API key."""
     if not _NAME.match(name or ""):
         raise ValidationError("must be 1-100 letters, digits or . _ @ -, starting with a letter or digit", "name")
-    if len(password or "") < 6:
-        raise ValidationError("must be at least 6 characters", "password")
+    _check_new_password(password)
     if session.scalar(select(Account.id).where(Account.name == name)) is not None:
         raise Conflict(f"account {name!r} already exists")
     account = Account(name=name, password_hash=hash_password(password))
@@ -76,6 +78,11 @@ def create_account(session: Session, name: str, password: str) -> NewAccount:
     session.add_all(Route(account_id=account.id, event_type=t, destination_id=pull.id) for t in ALL_TYPES)
     api_key = issue_api_key(session, account.id)
     return NewAccount(account.id, name, api_key, pull.id)
+
+
+def _check_new_password(password: str) -> None:
+    if len(password or "") < 6:
+        raise ValidationError("must be at least 6 characters", "password")
 
 
 def issue_api_key(session: Session, account_id: int) -> str:
@@ -129,3 +136,55 @@ def check_api_key(session: Session, api_key: str) -> int:
     if account_id is None:
         raise AuthError("unknown API key")
     return account_id
+
+
+def view(session: Session, account: Account) -> dict[str, Any]:
+    """An account as the API and `gateway account list --json` show it: never a password hash or a whole key."""
+    keys = session.scalars(select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id))
+    return {"id": account.id, "name": account.name, "created_at": iso(account.created_at),
+            "api_keys": [{"prefix": key.prefix, "created_at": iso(key.created_at)} for key in keys]}
+
+
+def list_accounts(session: Session) -> list[Account]:
+    """Every account, in the order they were created."""
+    return list(session.scalars(select(Account).order_by(Account.id)))
+
+
+def delete_account(session: Session, name: str) -> None:
+    """Delete the account called ``name`` with everything it owns (events, destinations, keys, sessions)."""
+    account = account_by_name(session, name)
+    # The store's foreign keys cascade from the account to all it owns, in one statement.
+    session.execute(delete(Account).where(Account.id == account.id))
+    session.execute(delete(LoginFailure).where(LoginFailure.name == name))
+
+
+def set_password(session: Session, account_id: int, password: str) -> None:
+    """Give the account a new password: its SOAP sessions end and a lockout is lifted."""
+    _check_new_password(password)
+    account = session.get_one(Account, account_id)
+    account.password_hash = hash_password(password)
+    session.execute(delete(LegacySession).where(LegacySession.account_id == account_id))
+    session.execute(delete(LoginFailure).where(LoginFailure.name == account.name))
+
+
+def change_password(sessions: sessionmaker[Session], account_id: int, current: str, password: str, *,
+                    failure_limit: int = 5, lockout_seconds: int = 300) -> None:
+    """An account changes its own password, giving the current one: a wrong one is a ValidationError on
+    ``current_password`` and counts as a failed login (LockedOut after too many)."""
+    _check_new_password(password)
+    with sessions() as session:
+        name = session.get_one(Account, account_id).name
+    try:
+        check_password(sessions, name, current, failure_limit=failure_limit, lockout_seconds=lockout_seconds)
+    except LockedOut:
+        raise
+    except AuthError:
+        raise ValidationError("is not the account's password", "current_password") from None
+    with sessions.begin() as session:
+        set_password(session, account_id, password)
+
+
+def rotate_api_key(session: Session, account_id: int) -> str:
+    """Revoke every API key of the account and issue one new key, returned (the only copy)."""
+    session.execute(delete(ApiKey).where(ApiKey.account_id == account_id))
+    return issue_api_key(session, account_id)

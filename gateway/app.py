@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from gateway.api import batches, destinations, errors, events, metrics, notices, routes, stats, webhooks
+from gateway.api import account, batches, destinations, errors, events, metrics, notices, routes, stats, webhooks
 from gateway.api.context import attach_runtime
 from gateway.runtime import Runtime
 from gateway.soap import legacy, typed
@@ -17,7 +17,7 @@ def create_app(runtime: Runtime) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     attach_runtime(app, runtime)
     errors.register(app)
-    for module in (events, batches, stats, webhooks, routes, notices, destinations, metrics, legacy):
+    for module in (events, batches, stats, webhooks, routes, notices, destinations, account, metrics, legacy):
         app.register_blueprint(module.blueprint)
     app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
         app.wsgi_app, {typed.PATH: typed.make_wsgi(runtime)})

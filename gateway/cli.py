@@ -1,17 +1,19 @@
-"""The `gateway` command: serve, database, accounts, ingest and stats."""
+"""The `gateway` command: serve, database, accounts, ingest, stats, pull, export and destinations."""
 from __future__ import annotations
 
 import functools
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from gateway import accounts
 from gateway.accounts import account_by_name, create_account
-from gateway.config import load_settings
+from gateway.config import Settings, load_settings
 from gateway.destinations import management as admin
 from gateway.destinations.files import (
     DEFAULT_AT,
@@ -22,9 +24,11 @@ from gateway.destinations.files import (
     LINE_FORMATS,
     PERIODS,
 )
+from gateway.destinations.kinds import FILE_KINDS, file_settings
 from gateway.errors import GatewayError, ValidationError
 from gateway.limits import MAX_BATCH_EVENTS
 from gateway.runtime import Runtime, open_runtime
+from gateway.store.models import Destination
 
 
 class _Errors(click.Group):
@@ -40,19 +44,39 @@ class _Errors(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+@dataclass(frozen=True)
+class _Invocation:
+    """What the top-level options decided: the settings, the options they came from, and -v."""
+
+    options: dict[str, Any]
+    settings: Settings
+    verbose: bool
+
+
 @click.group(cls=_Errors)
-@click.option("--database-url", envvar="EVENTGW_DATABASE_URL", help="SQLAlchemy URL of the store "
-              "(default: an SQLite file var/eventgw.db).")
+@click.version_option(package_name="eventgw", prog_name="eventgw", message="%(prog)s %(version)s")
+@click.option("--database-url", help="SQLAlchemy URL of the store (default: $EVENTGW_DATABASE_URL, the "
+              "EVENTGW_CONFIG file, else eventgw.db in the data directory $EVENTGW_HOME or ~/.local/share/eventgw).")
+@click.option("-v", "--verbose", is_flag=True, help="Print the store in use (on standard error).")
 @click.pass_context
-def main(ctx: click.Context, database_url: str | None) -> None:
+def main(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
     """eventgw: an event-notification gateway for email and SMS marketing platforms."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    ctx.obj = load_settings(database_url=database_url)
+    # What alembic and Spyne say at INFO (each migration, the service's set-up) is not news to an operator.
+    for talkative in ("alembic", "spyne"):
+        logging.getLogger(talkative).setLevel(logging.WARNING)
+    options: dict[str, Any] = {"database_url": database_url}
+    ctx.obj = _Invocation(options, load_settings(**options), verbose)
 
 
-def _runtime(ctx: click.Context, migrate: bool = True) -> Runtime:
-    runtime = open_runtime(ctx.find_root().obj, migrate=migrate)
+def _runtime(ctx: click.Context, *, create: bool = False, settings: Settings | None = None) -> Runtime:
+    """The store of this command, closed with it. Only commands that set a store up ``create`` one: the others
+    stop with a message naming the store they looked for when it does not exist."""
+    invocation: _Invocation = ctx.find_root().obj
+    settings = settings or invocation.settings
+    if invocation.verbose:
+        click.echo(f"store: {settings.store}", err=True)
+    runtime = open_runtime(settings, create=create)
     ctx.call_on_close(runtime.close)
     return runtime
 
@@ -73,16 +97,15 @@ def serve(ctx: click.Context, host: str | None, port: int | None, threads: int, 
     from gateway.notices import notify_deactivated
     from gateway.server import make_server
 
-    ctx.find_root().obj = ctx.find_root().obj.replace(host=host, port=port)
-    runtime = _runtime(ctx)
-    settings = runtime.settings
+    settings = load_settings(**ctx.find_root().obj.options, host=host, port=port)
+    runtime = _runtime(ctx, create=True, settings=settings)
+    server = make_server(runtime, settings.host, settings.port, threads)
     if dispatcher:
         engine = Dispatcher(runtime, on_deactivate=functools.partial(notify_deactivated, runtime))
         threading.Thread(target=engine.run_forever, name="dispatcher", daemon=True).start()
         ctx.call_on_close(engine.stop)
-    click.echo(f"eventgw listening on http://{settings.host}:{settings.port} "
-               f"(store: {runtime.engine.url.render_as_string(hide_password=True)})")
-    server = make_server(runtime, settings.host, settings.port, threads)
+    shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    click.echo(f"eventgw listening on http://{shown_host}:{settings.port}, store {settings.store}")
     # What exists now (modules, the app, the engine) lives as long as the process: frozen,
     # it is left out of every garbage collection, which a 10,000-event pull sets off.
     gc.freeze()
@@ -98,7 +121,7 @@ def worker(ctx: click.Context) -> None:
     from gateway.delivery.engine import Dispatcher
     from gateway.notices import notify_deactivated
 
-    runtime = _runtime(ctx)
+    runtime = _runtime(ctx, create=True)
     engine = Dispatcher(runtime, on_deactivate=functools.partial(notify_deactivated, runtime))
     signal.signal(signal.SIGTERM, lambda *_: engine.stop())
     click.echo("eventgw worker started")
@@ -116,10 +139,10 @@ def db() -> None:
 @db.command()
 @click.pass_context
 def upgrade(ctx: click.Context) -> None:
-    """Apply every pending schema migration."""
+    """Create the store if needed and apply every pending schema migration."""
     from gateway.store.db import current_revision
 
-    runtime = _runtime(ctx)
+    runtime = _runtime(ctx, create=True)
     click.echo(f"database at revision {current_revision(runtime.engine)}")
 
 
@@ -138,13 +161,71 @@ def account_create(ctx: click.Context, name: str, password: str, email: str | No
     """Create an account; prints its id and an API key (shown only this once)."""
     from gateway.notices import set_notice_address
 
-    runtime = _runtime(ctx)
+    runtime = _runtime(ctx, create=True)
     with runtime.sessions.begin() as session:
         created = create_account(session, name, password)
         if email is not None:
             set_notice_address(session, created.id, email)
     click.echo(f"account {created.name} created with id {created.id}")
     click.echo(f"api key: {created.api_key}")
+
+
+@account.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, each account as GET /api/v1/account shows it.")
+@click.pass_context
+def account_list(ctx: click.Context, as_json: bool) -> None:
+    """The accounts, with the prefixes of their API keys."""
+    with _runtime(ctx).read_sessions() as session:
+        shown = [accounts.view(session, item) for item in accounts.list_accounts(session)]
+    if as_json:
+        click.echo(json.dumps({"accounts": shown}, indent=2))
+        return
+    for item in shown:
+        keys = ", ".join(key["prefix"] + "..." for key in item["api_keys"]) or "none"
+        click.echo(f"#{item['id']} {item['name']:<24} created {item['created_at'][:10]}  api keys: {keys}")
+    if not shown:
+        click.echo("no accounts")
+
+
+@account.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def account_delete(ctx: click.Context, name: str, yes: bool) -> None:
+    """Delete an account with all its events, destinations and keys (asks first, unless --yes)."""
+    runtime = _runtime(ctx)
+    with runtime.read_sessions() as session:
+        account_by_name(session, name)
+    if not yes:
+        click.confirm(f"Delete account {name} with all its events, destinations and keys?", abort=True)
+    with runtime.sessions.begin() as session:
+        accounts.delete_account(session, name)
+    click.echo(f"account {name} deleted")
+
+
+@account.command("password")
+@click.argument("name")
+@click.option("--password", prompt="New password", hide_input=True, confirmation_prompt=True,
+              help="The new password (asked for when not given).")
+@click.pass_context
+def account_password(ctx: click.Context, name: str, password: str) -> None:
+    """Set an account's password; its SOAP sessions end and a lockout is lifted.
+
+    A running gateway that saw the old password in the last minute may still take it until then.
+    """
+    with _runtime(ctx).sessions.begin() as session:
+        accounts.set_password(session, account_by_name(session, name).id, password)
+    click.echo(f"password of account {name} changed")
+
+
+@account.command("rotate-key")
+@click.argument("name")
+@click.pass_context
+def account_rotate_key(ctx: click.Context, name: str) -> None:
+    """Revoke every API key of an account and print a new one (shown only this once)."""
+    with _runtime(ctx).sessions.begin() as session:
+        api_key = accounts.rotate_api_key(session, account_by_name(session, name).id)
+    click.echo(f"api key: {api_key}")
 
 
 @main.command()
@@ -255,6 +336,20 @@ def _read(path: Path | None) -> str | None:
     return path.read_text(encoding="utf-8") if path is not None else None
 
 
+def _announce_test(runtime: Runtime, destination: Destination) -> None:
+    """Say (on standard error) which server a test of ``destination`` talks to, and whose settings name it."""
+    if destination.kind in FILE_KINDS:
+        target = file_settings(destination).target()
+        port = f":{target.port}" if target.port else ""
+        click.echo(f"testing an upload to {target.protocol}://{target.username}@{target.host}{port}/"
+                   f"{target.remote_dir} (the destination's own settings)", err=True)
+        return
+    settings = runtime.settings
+    origins = ", ".join(f"{name} from {settings.origin(name)}" for name in ("smtp_host", "smtp_port", "smtp_security"))
+    click.echo(f"testing by email through {settings.smtp_host}:{settings.smtp_port} (security {settings.smtp_security};"
+               f" {origins}): this command's SMTP settings, a running gateway sends with its own", err=True)
+
+
 @destination.command("create")
 @click.option("--account", "account_name", required=True, help="The account the destination belongs to.")
 @click.option("--kind", type=click.Choice(admin.MANAGED_KINDS), required=True)
@@ -306,6 +401,8 @@ def destination_create(ctx: click.Context, account_name: str, kind: str, events:
     runtime = _runtime(ctx)
     with runtime.read_sessions() as session:
         account_id = account_by_name(session, account_name).id
+    if test:
+        _announce_test(runtime, admin.prepare(account_id, payload))
     shown = admin.create_tested(runtime, account_id, payload, test)
     click.echo(f"destination #{shown['id']} ({kind} {shown['name']}) created for {', '.join(shown['events'])}")
 
@@ -336,6 +433,7 @@ def destination_test(ctx: click.Context, account_name: str, destination_id: int)
     runtime = _runtime(ctx)
     with runtime.read_sessions() as session:
         account_id = account_by_name(session, account_name).id
+        _announce_test(runtime, admin.get(session, account_id, destination_id))
     outcome = admin.check_now(runtime, account_id, destination_id)
     if not outcome["ok"]:
         raise click.ClickException(f"test failed: {outcome['error']}")

@@ -1,4 +1,5 @@
-"""All configuration in one place: defaults, an optional TOML file, and EVENTGW_* environment variables."""
+"""All configuration in one place: defaults, an optional TOML file, EVENTGW_* environment variables, and the store
+they name."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +8,7 @@ import os
 import socket
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,20 @@ if sys.version_info >= (3, 11):
 else:  # the same parser, from PyPI
     import tomli as tomllib
 
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
 from gateway.errors import ConfigError
 from gateway.limits import MAX_BATCH_EVENTS
 
-DEFAULT_DATA_DIR = Path("var")
+STORE_FILE = "eventgw.db"
+"""The SQLite file of the default store, in the data directory."""
+DATABASES = ("sqlite", "postgresql")
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+STORE_HINT = "--database-url, EVENTGW_DATABASE_URL or EVENTGW_HOME"
+# Settings that had another name, so that a set-up written for the old one fails plainly.
+RENAMED = {"data_dir": "home"}
+"""How an operator names another store, for messages."""
 
 
 @functools.cache
@@ -29,12 +39,26 @@ def _host_name() -> str:
     return socket.getfqdn()
 
 
+def default_home() -> Path:
+    """The data directory when none is configured: ``$XDG_DATA_HOME/eventgw``, else ``~/.local/share/eventgw``.
+
+    It depends on the user, never on the current directory, so every command finds the same store.
+    """
+    base = os.environ.get("XDG_DATA_HOME", "")
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".local" / "share") / "eventgw"
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of the gateway with its default; see docs/configuration.md."""
+    """Every setting of the gateway with its default; see docs/configuration.md.
+
+    ``origins`` is no setting: it records where each given setting came from (an option, a
+    variable, the file), so that messages can name it.
+    """
 
     database_url: str = ""
-    data_dir: str = str(DEFAULT_DATA_DIR)
+    # The data directory: the default store and the spool of file exports ("": default_home()).
+    home: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""
@@ -72,11 +96,29 @@ class Settings:
     smtp_verify_tls: bool = True
     # A PEM file of CA certificates to trust for the SMTP server (default: the system's).
     smtp_ca_file: str = ""
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False,
+                                       metadata={"setting": False})
+
+    @property
+    def data_home(self) -> Path:
+        """The data directory, as an absolute path."""
+        return Path(self.home).absolute() if self.home else default_home()
 
     @property
     def effective_database_url(self) -> str:
         """The database URL, defaulting to an SQLite file in the data directory."""
-        return self.database_url or f"sqlite:///{Path(self.data_dir) / 'eventgw.db'}"
+        return self.database_url or f"sqlite:///{self.data_home / STORE_FILE}"
+
+    @property
+    def store(self) -> str:
+        """The store for messages: its URL (password hidden) and where it was configured."""
+        if self.database_url:
+            origin = f"from {self.origin('database_url')}"
+        elif self.home:
+            origin = f"in the data directory from {self.origin('home')}"
+        else:
+            origin = "in the default data directory"
+        return f"{_shown(make_url(self.effective_database_url))} ({origin})"
 
     @property
     def effective_public_url(self) -> str:
@@ -90,9 +132,21 @@ class Settings:
         host = _host_name() if self.host in WILDCARD_HOSTS else self.host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
+    def origin(self, name: str) -> str:
+        """Where setting ``name`` came from: an option (``--port``), a variable, the file, or ``the default``."""
+        return self.origins.get(name, "the default")
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed (None values are ignored)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+SETTINGS = tuple(f for f in fields(Settings) if f.metadata.get("setting", True))
+"""The fields of Settings that are settings."""
+
+
+def _shown(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
 
 
 def _convert(name: str, kind: Any, value: Any) -> Any:
@@ -118,33 +172,43 @@ def _convert(name: str, kind: Any, value: Any) -> Any:
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build Settings from defaults, the file named by EVENTGW_CONFIG, EVENTGW_* variables and overrides.
+    """Build Settings from defaults, the file named by EVENTGW_CONFIG, EVENTGW_* variables and overrides
+    (command-line options, named as such in messages).
 
-    Raises ConfigError naming the setting when a value is invalid or unknown.
+    Raises ConfigError naming the setting when a value is invalid or unknown, or the file unreadable.
     """
     environ = os.environ if environ is None else environ
-    known = {f.name: f for f in fields(Settings)}
+    known = {f.name: f for f in SETTINGS}
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     config_file = environ.get("EVENTGW_CONFIG")
     if config_file:
         try:
             with open(config_file, "rb") as handle:
                 loaded = tomllib.load(handle)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read configuration file {config_file}: {exc}") from None
+        except (OSError, ValueError) as exc:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+            raise ConfigError(f"cannot read configuration file {config_file}: {exc} (named by EVENTGW_CONFIG: "
+                              "fix the file, or unset the variable)") from None
         for key, value in loaded.items():
+            if key in RENAMED:
+                raise ConfigError(f"{config_file}: the setting {key!r} was renamed {RENAMED[key]!r}")
             if key not in known:
                 raise ConfigError(f"{config_file}: unknown setting {key!r}")
             values[key] = _convert(key, known[key].type, value)
+            origins[key] = f"{key} in {config_file}"
     for key, value in environ.items():
         if key.startswith("EVENTGW_") and key != "EVENTGW_CONFIG":
             name = key[len("EVENTGW_"):].lower()
+            if name in RENAMED:
+                raise ConfigError(f"{key} was renamed EVENTGW_{RENAMED[name].upper()}; set that instead")
             if name in known:
                 values[name] = _convert(key, known[name].type, value)
+                origins[name] = key
     for key, value in overrides.items():
         if value is not None:
             values[key] = _convert(key, known[key].type, value)
-    settings = Settings(**values)
+            origins[key] = "--" + key.replace("_", "-")
+    settings = Settings(**values, origins=origins)
     _check(settings)
     return settings
 
@@ -152,9 +216,28 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
 def _check(settings: Settings) -> None:
     if not 1 <= settings.max_batch <= MAX_BATCH_EVENTS:
         raise ConfigError(f"max_batch must be between 1 and {MAX_BATCH_EVENTS}")
+    for name in ("port", "smtp_port"):
+        if not 1 <= getattr(settings, name) <= 65535:
+            raise ConfigError(f"{name} must be between 1 and 65535 (it is {getattr(settings, name)}, "
+                              f"from {settings.origin(name)})")
     if settings.smtp_security not in ("none", "starttls", "tls"):
         raise ConfigError("smtp_security must be none, starttls or tls")
     if settings.dispatch_lease_seconds <= settings.http_timeout_seconds:
         raise ConfigError("dispatch_lease_seconds must be longer than http_timeout_seconds")
     if not settings.retry_schedule:
         raise ConfigError("retry_schedule needs at least one delay")
+    _check_database_url(settings)
+
+
+def _check_database_url(settings: Settings) -> None:
+    if not settings.database_url:
+        return
+    where = f"database_url {settings.database_url!r} (from {settings.origin('database_url')})"
+    example = "give sqlite:////PATH/eventgw.db or postgresql+psycopg://USER@HOST/DATABASE"
+    try:
+        backend = make_url(settings.database_url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(f"{where} is not a database URL; {example}") from None
+    if backend not in DATABASES:
+        raise ConfigError(f"{where}: unknown database {backend!r} (the gateway runs on {' or '.join(DATABASES)}); "
+                          f"{example}")

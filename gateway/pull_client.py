@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -27,7 +28,7 @@ import zeep.exceptions
 from lxml import etree
 from zeep.transports import Transport
 
-from gateway.errors import AuthError, GatewayError, ValidationError
+from gateway.errors import AuthError, ConfigError, GatewayError, ValidationError
 from gateway.events import formats, model
 from gateway.limits import MAX_BATCH_EVENTS
 
@@ -97,9 +98,16 @@ def parse_batch(content: bytes) -> ReceivedBatch:
 
 
 class EventsClient:
-    """The typed service of the gateway at ``url`` (its base URL, e.g. http://127.0.0.1:8080)."""
+    """The typed service of the gateway at ``url`` (its base URL, e.g. http://127.0.0.1:8080).
+
+    ConfigError when ``url`` is not an http or https URL: zeep would read anything else as a file name.
+    """
 
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"url {url!r} is not the gateway's base URL; give it with its scheme, "
+                              "e.g. http://127.0.0.1:8080")
         self.url = url.rstrip("/")
         address = self.url + SERVICE_PATH
         self._http = requests.Session()

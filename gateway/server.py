@@ -1,6 +1,7 @@
 """The HTTP server of the gateway's web edge: waitress, set up for the gateway's traffic."""
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 from waitress.server import create_server
 
 from gateway.app import create_app
+from gateway.errors import ConfigError
 from gateway.runtime import Runtime
 
 # A response is held in memory up to this size before waitress spills it to a temporary
@@ -16,14 +18,37 @@ RESPONSE_BUFFER_BYTES = 32 * 2**20
 
 
 def make_server(runtime: Runtime, host: str, port: int, threads: int) -> Any:
-    """A waitress server for the gateway's app on host:port (port 0: any free one); call run() on it."""
-    return create_server(
-        create_app(runtime), host=host, port=port, threads=threads, ident="eventgw",
-        # Twice the app's limit, so that an oversized body reaches the app and gets the
-        # protocol's own error (JSON 413, SOAP Fault), not waitress's text.
-        max_request_body_size=2 * runtime.settings.max_body_bytes,
-        outbuf_overflow=RESPONSE_BUFFER_BYTES,
-    )
+    """A waitress server for the gateway's app on host:port (port 0: any free one); call run() on it.
+
+    ConfigError naming the host and port settings when it cannot listen there.
+    """
+    app = create_app(runtime)
+    try:
+        return create_server(
+            app, host=host, port=port, threads=threads, ident="eventgw",
+            # Twice the app's limit, so that an oversized body reaches the app and gets the
+            # protocol's own error (JSON 413, SOAP Fault), not waitress's text.
+            max_request_body_size=2 * runtime.settings.max_body_bytes,
+            outbuf_overflow=RESPONSE_BUFFER_BYTES,
+        )
+    except (OSError, ValueError) as exc:  # waitress: ValueError for a host it cannot resolve
+        raise ConfigError(f"cannot listen on {host}:{port}: {_why(exc, runtime, port)}") from None
+
+
+def _why(exc: OSError | ValueError, runtime: Runtime, port: int) -> str:
+    """What went wrong when binding, and which setting to change."""
+    settings = runtime.settings
+    change_port = f"choose another port (--port or EVENTGW_PORT; port is from {settings.origin('port')})"
+    change_host = (f"set host to an address of this machine (--host or EVENTGW_HOST; host is from "
+                   f"{settings.origin('host')})")
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code == errno.EADDRINUSE:
+        return f"the port is already in use; stop whatever listens there, or {change_port}"
+    if code == errno.EACCES:
+        return f"permission denied (ports below 1024 need privileges); {change_port}"
+    if code == errno.EADDRNOTAVAIL or isinstance(exc, ValueError):
+        return f"no such address here; {change_host}"
+    return f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}; {change_host}, or {change_port}"
 
 
 class ServerThread:

@@ -278,7 +278,7 @@ def test_export_activate_and_attempts_over_rest(runtime: Runtime, account: NewAc
 
 def test_cli_manages_destinations(sqlite_url: str, tmp_path: Path, sshd_server: SshdServer) -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("EVENTGW_")},
-           "EVENTGW_DATABASE_URL": sqlite_url, "EVENTGW_DATA_DIR": str(tmp_path / "var")}
+           "EVENTGW_DATABASE_URL": sqlite_url, "EVENTGW_HOME": str(tmp_path / "var")}
     script = str(Path(sys.executable).parent / "gateway")
 
     def gateway(*args: str) -> subprocess.CompletedProcess[str]:

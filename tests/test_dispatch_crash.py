@@ -30,7 +30,7 @@ class Workers:
     def __init__(self, database_url: str, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTGW_")}
-        self.env.update(EVENTGW_DATABASE_URL=database_url, EVENTGW_DATA_DIR=str(tmp_path),
+        self.env.update(EVENTGW_DATABASE_URL=database_url, EVENTGW_HOME=str(tmp_path),
                         EVENTGW_DISPATCH_INTERVAL_SECONDS="0.05",
                         EVENTGW_DISPATCH_LEASE_SECONDS=str(LEASE_SECONDS), EVENTGW_HTTP_TIMEOUT_SECONDS="2")
         self.started: list[subprocess.Popen[bytes]] = []

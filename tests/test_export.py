@@ -368,7 +368,7 @@ def test_gateway_export_command(store_url: str, tmp_path: Path, ftp_server: FtpS
     finally:
         runtime.close()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("EVENTGW_")},
-           "EVENTGW_DATABASE_URL": store_url, "EVENTGW_DATA_DIR": str(tmp_path / "var")}
+           "EVENTGW_DATABASE_URL": store_url, "EVENTGW_HOME": str(tmp_path / "var")}
     script = str(Path(sys.executable).parent / "gateway")
 
     done = subprocess.run([script, "export", "--destination", str(destination), "--date", str(DAY1)], env=env,

@@ -1,2 +1,2 @@
 """REST edges: a Flask blueprint per resource (events, batches, webhooks, destinations, routes, notices, stats,
-metrics), with authentication, request parsing and the error answers shared among them."""
+account, metrics), with authentication, request parsing and the error answers shared among them."""

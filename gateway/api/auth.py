@@ -44,3 +44,12 @@ def current_account() -> int:
             cache[token] = (account_id, now + _CACHE_SECONDS)
         return account_id
     raise AuthError("unsupported Authorization header; use Basic or Bearer")
+
+
+def forget_account(account_id: int) -> None:
+    """Drop the remembered passwords of an account (its password changed): the old one stops working at once
+    in this process, and within the minute in others."""
+    with _lock:
+        cache: dict[str, tuple[int, float]] = current_app.extensions.setdefault(_CACHE_KEY, {})
+        for token in [token for token, (cached, _) in cache.items() if cached == account_id]:
+            del cache[token]

@@ -19,6 +19,14 @@ def json_body() -> dict[str, Any]:
     return payload
 
 
+def text_field(payload: dict[str, Any], name: str) -> str:
+    """Field ``name`` of a JSON body, which must be a string."""
+    value = payload.get(name)
+    if not isinstance(value, str):
+        raise ValidationError("is required, as a string", name)
+    return value
+
+
 def flag(name: str) -> bool:
     """Query parameter ``name`` as a yes/no flag (1/0, true/false, yes/no); false when absent."""
     value = request.args.get(name, "false").strip().lower()

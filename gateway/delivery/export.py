@@ -225,7 +225,7 @@ def _upload(runtime: Runtime, destination_id: int, plan: FilePlan, target: FileT
     started, clock = utcnow(), time.monotonic()
     count = 0
     try:
-        spool = Path(runtime.settings.data_dir) / "exports"
+        spool = runtime.settings.data_home / "exports"
         spool.mkdir(parents=True, exist_ok=True)
         # Spooled under the data directory, not /tmp, which is often memory (tmpfs).
         with tempfile.TemporaryDirectory(prefix="export-", dir=spool) as directory:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,6 +16,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import Problem, ValidationError
+
+if sys.version_info >= (3, 11):
+    _fromisoformat = datetime.fromisoformat
+else:
+    # Python 3.10 reads only what isoformat() writes (no "Z", no basic format); the backport,
+    # a dependency there, reads ISO 8601 as 3.11 and later do.
+    from backports.datetime_fromisoformat import datetime_fromisoformat as _fromisoformat
 
 
 class EventType(str, enum.Enum):
@@ -158,7 +166,7 @@ def parse_time(value: object) -> datetime:
         if _UNIX.fullmatch(text):
             return _from_unix(float(text))
         try:
-            parsed = datetime.fromisoformat(text)
+            parsed = _fromisoformat(text)
         except ValueError:
             raise ValueError(f"{value!r} is not an ISO 8601 time or Unix seconds") from None
     else:
@@ -303,7 +311,7 @@ def validate(raw: object, record: int | str) -> tuple[Event | None, list[Problem
                 continue
         elif check is _check_time and type(value) is str:
             try:
-                parsed = datetime.fromisoformat(value)
+                parsed = _fromisoformat(value)
             except ValueError:
                 parsed = None
             if parsed is not None and parsed.tzinfo is not None:

@@ -11,7 +11,7 @@ import csv
 import io
 import logging
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -28,7 +28,9 @@ from gateway.store.models import utcnow
 blueprint = Blueprint("legacy", __name__)
 log = logging.getLogger(__name__)
 
-WSDL_DIR = Path(__file__).resolve().parents[2] / "wsdl"
+# Package data, installed with the code; wsdl/ at the top of the repository holds the
+# published copies, and tests/test_package.py keeps the two the same.
+WSDLS = resources.files(__package__) / "wsdl"
 WSDL_PLACEHOLDER = "http://HOST/paint"
 DEFAULT_MAX_NOTIFICATIONS = 1000
 CONTEXT_NOT_FOUND = "Bean requested not found - Bean type: [bus_entity_context]"
@@ -226,7 +228,7 @@ def endpoint() -> Response:
 
 
 def _wsdl(name: str) -> Response:
-    text = (WSDL_DIR / name).read_text(encoding="utf-8")
+    text = (WSDLS / name).read_text(encoding="utf-8")
     text = text.replace(WSDL_PLACEHOLDER, current_runtime().settings.effective_public_url + "/paint")
     return Response(text, 200, content_type=XML)
 

@@ -3,7 +3,8 @@
 Spyne 2.14 ships no type information. For the type checker this module declares the
 classes, the decorator and the constant the typed service uses, with the signatures they
 have at run time; at run time it hands out Spyne's own objects, so nothing that reaches
-the wire passes through it.
+the wire passes through it. Before it imports Spyne it installs ``spyne_compat``, the
+bridge that lets Spyne 2.14 import on Python 3.12 and later.
 
 The mypy exceptions it needs, all of them here:
 
@@ -144,6 +145,10 @@ if TYPE_CHECKING:
 
         def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]: ...
 else:
+    from gateway.soap import spyne_compat
+
+    spyne_compat.install()  # before Spyne's first import: its vendored six needs the bridge on 3.12+
+
     from spyne import Application, ComplexModel, Fault, MethodContext, ServiceBase, rpc
     from spyne.const.xml import DEFAULT_NS
     from spyne.model import ModelBase, SimpleModel

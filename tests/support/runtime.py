@@ -11,4 +11,4 @@ PASSWORD = "S3cret-pass"
 
 def make_runtime(url: str, tmp_path: Path, **settings: object) -> Runtime:
     """An opened, migrated Runtime on ``url`` with some settings changed."""
-    return open_runtime(load_settings(environ={}, database_url=url, data_dir=str(tmp_path), **settings))
+    return open_runtime(load_settings(environ={}, database_url=url, home=str(tmp_path), **settings))
