@@ -59,6 +59,11 @@ class _SMTPS(_SMTP, smtplib.SMTP_SSL):
     """``_SMTP`` over implicit TLS."""
 
 
+DEFAULT_SUBJECT = "[eventgw] {count} events for {account}"
+# Attachments larger than this are sent gzip-compressed.
+DEFAULT_GZIP_THRESHOLD = 1_000_000
+
+
 class EmailSink:
     """Mails each batch to fixed recipients."""
 
@@ -68,8 +73,8 @@ class EmailSink:
         *,
         recipients: Sequence[str],
         account: str,
-        subject_template: str = "[eventgw] {count} events for {account}",
-        gzip_threshold: int = 1_000_000,
+        subject_template: str = DEFAULT_SUBJECT,
+        gzip_threshold: int = DEFAULT_GZIP_THRESHOLD,
     ) -> None:
         if not recipients:
             raise ValueError("an email destination needs at least one recipient")

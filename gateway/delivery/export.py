@@ -33,7 +33,7 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from gateway import metrics
-from gateway.delivery.outcomes import Lease, OnDeactivate, settle_failure, settle_success
+from gateway.delivery.outcomes import OnDeactivate, settle_failure, settle_success
 from gateway.destinations.checks import problem
 from gateway.destinations.files import FilePlan, Period
 from gateway.destinations.kinds import FILE_KINDS, file_settings
@@ -42,7 +42,7 @@ from gateway.events import formats, model
 from gateway.runtime import Runtime
 from gateway.store import queue
 from gateway.store.models import Attempt, Destination, QueueItem, utcnow
-from gateway.store.queue import PENDING, events_behind
+from gateway.store.queue import PENDING, Lease, events_behind
 from gateway.store.rows import to_event
 from sinks.base import Receipt
 from sinks.ftp import FileTarget, uploader_for

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Table, bindparam, or_, select, update
@@ -20,9 +19,9 @@ from gateway import metrics
 from gateway.config import Settings
 from gateway.destinations.kinds import push_settings
 from gateway.errors import DeliveryError
-from gateway.events import model
 from gateway.store import queue
 from gateway.store.models import Attempt, Destination, Notice, utcnow
+from gateway.store.queue import Lease
 
 log = logging.getLogger(__name__)
 # Told the id of a destination the engine deactivated (to mail its owner, say); its result is ignored.
@@ -30,26 +29,6 @@ OnDeactivate = Callable[[int], object]
 # Leasing and settling write through the Core table: the ORM's bookkeeping would cost
 # more than the statements themselves, once per batch.
 DESTINATIONS: Table = Destination.__table__  # type: ignore[assignment]
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A batch of queue rows held by one dispatcher: the message id and the events in it.
-
-    A file export holds a whole period without loading it: it gives ``event_count`` and
-    no events.
-    """
-
-    destination_id: int
-    message_id: str
-    events: list[model.Event]
-    attempts: int
-    event_count: int | None = None
-
-    @property
-    def size(self) -> int:
-        """How many events the batch holds."""
-        return len(self.events) if self.event_count is None else self.event_count
 
 
 def retry_delay(schedule: tuple[float, ...], attempts: int, retry_after: float | None, cap: float) -> float:
@@ -80,11 +59,8 @@ def lease(session: Session, destination: Destination, now: datetime, lease_secon
         # part of a retried batch and send the parts under the same message id, and a
         # receiver that drops repeated ids would lose one of them.
         return None
-    taken = queue.take_push_batch(session, destination.id, now, now + timedelta(seconds=lease_seconds),
-                                  push_settings(destination).batch_limit)
-    if taken is None:
-        return None
-    return Lease(destination.id, taken.lease_id, taken.events, taken.attempts)
+    return queue.take_push_batch(session, destination.id, now, now + timedelta(seconds=lease_seconds),
+                                 push_settings(destination).batch_limit)
 
 
 def _record(session: Session, lease_: Lease, started: datetime, seconds: float, outcome: str,

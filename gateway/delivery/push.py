@@ -17,13 +17,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway import metrics
-from gateway.delivery.outcomes import Lease, OnDeactivate, lease, settle_failure, settle_success
+from gateway.delivery.outcomes import OnDeactivate, lease, settle_failure, settle_success
 from gateway.destinations.kinds import PUSH_KINDS, push_settings, sink_for
 from gateway.errors import DeliveryError
 from gateway.runtime import Runtime
 from gateway.store import queue
 from gateway.store.models import Attempt, Destination, QueueItem, utcnow
-from gateway.store.queue import PENDING, due_rows
+from gateway.store.queue import PENDING, Lease, due_rows
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,10 @@ from typing import Any, ClassVar
 from gateway.config import Settings
 from gateway.destinations.checks import check_address, check_keys, check_number, check_text, check_whole, problem
 from gateway.limits import MAX_BATCH_EVENTS
-from sinks.email import EmailSink, SmtpSettings
+from sinks.email import DEFAULT_GZIP_THRESHOLD, DEFAULT_SUBJECT, EmailSink, SmtpSettings
 
-DEFAULT_SUBJECT = "[eventgw] {count} events for {account}"
 # A message carries as many events as a batch may hold: few, large messages, each with a CSV attachment.
 DEFAULT_BATCH_EVENTS = MAX_BATCH_EVENTS
-DEFAULT_GZIP_THRESHOLD = 1_000_000
 MAX_RECIPIENTS = 50
 
 

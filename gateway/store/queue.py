@@ -258,16 +258,28 @@ _PUSH = {skip_locked: _push_statements(skip_locked) for skip_locked in (False, T
 
 
 @dataclass(frozen=True)
-class Taken:
-    """A push batch just leased: its lease (message) id, its events, and the tries made before this one."""
+class Lease:
+    """A batch of queue rows held under one lease id (the message id), with its events and the tries
+    made before this one.
 
-    lease_id: str
+    A file export holds a whole period without loading it: it gives ``event_count`` and
+    no events.
+    """
+
+    destination_id: int
+    message_id: str
     events: list[model.Event]
     attempts: int
+    event_count: int | None = None
+
+    @property
+    def size(self) -> int:
+        """How many events the batch holds."""
+        return len(self.events) if self.event_count is None else self.event_count
 
 
 def take_push_batch(session: Session, destination_id: int, now: datetime, until: datetime,
-                    max_events: int) -> Taken | None:
+                    max_events: int) -> Lease | None:
     """Lease the destination's next due batch until ``until``: a retry keeps its rows and lease id,
     else up to ``max_events`` fresh rows get a new one. None when nothing is due."""
     statements = _PUSH[skips_locked(session)]
@@ -287,7 +299,7 @@ def take_push_batch(session: Session, destination_id: int, now: datetime, until:
     if not _count(result):
         return None
     events = queued_events(session, statements.events, {"destination": destination_id, "lease": lease_id})
-    return Taken(lease_id, events, attempts)
+    return Lease(destination_id, lease_id, events, attempts)
 
 
 # --- file periods
