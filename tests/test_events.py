@@ -340,3 +340,18 @@ def test_data_must_be_plain_json(value: float) -> None:
 def test_data_has_a_size_limit_also_for_unknown_keys() -> None:
     assert problem_fields(raw_event("e1", "OPEN", data={"x": "y" * model.MAX_DATA_BYTES})) == [(3, "data")]
     assert problem_fields(raw_event("e1", "OPEN", notes="y" * model.MAX_DATA_BYTES)) == [(3, "data")]
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """An object ``levels`` deep, objects and arrays taking turns."""
+    value: Any = {}
+    for level in range(levels - 2):
+        value = {"a": value} if level % 2 else [value]
+    return {"a": value}
+
+
+def test_data_nesting_is_limited_so_that_every_rendering_can_write_it() -> None:
+    fine = valid(raw_event("e1", "OPEN", data=nested(model.MAX_DATA_DEPTH)))
+    assert formats.to_json(fine)["data"] == nested(model.MAX_DATA_DEPTH)
+    for levels in (model.MAX_DATA_DEPTH + 1, 300, 5000):
+        assert problem_fields(raw_event("e1", "OPEN", data=nested(levels))) == [(3, "data")]

@@ -75,6 +75,9 @@ TYPE_ALIASES: dict[str, str] = {
 MAX_TEXT = 1000
 MAX_URL = 2048
 MAX_DATA_BYTES = 16_384
+# Deeper data cannot be written by every rendering (orjson stops at 255 levels), and no real
+# producer nests this deep: refused at ingest rather than failing at every delivery.
+MAX_DATA_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,21 @@ def _check_phone(field: Field, value: object) -> str:
 _FLAT = (str, int, bool, type(None))
 
 
+def _depth(value: object) -> int:
+    """How many levels of objects and arrays ``value`` nests, counted without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DATA_DEPTH:
+            break
+        pending.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def _check_object(field: Field, value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("must be a JSON object")
@@ -248,6 +266,8 @@ def _check_object(field: Field, value: object) -> dict[str, Any]:
     else:
         if size * 6 <= MAX_DATA_BYTES:  # even if every character needed a \uXXXX escape
             return value
+    if _depth(value) > MAX_DATA_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_DATA_DEPTH} levels")
     try:
         # PostgreSQL's JSON refuses NaN and Infinity, which Python's json reads and writes.
         size = len(json.dumps(value, default=str, allow_nan=False))
