@@ -29,7 +29,7 @@ DATABASES = ("sqlite", "postgresql")
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 STORE_HINT = "--database-url, EVENTGW_DATABASE_URL or EVENTGW_HOME"
 # Settings that had another name, so that a set-up written for the old one fails plainly.
-RENAMED = {"data_dir": "home"}
+RENAMED = {"data_dir": "home", "login_lockout_seconds": "login_backoff_max_seconds"}
 """How an operator names another store, for messages."""
 
 
@@ -71,8 +71,18 @@ class Settings:
     recovery_days: float = 5.0
     retention_days: float = 5.0
     session_idle_seconds: int = 1200
+    # Login throttling, per (account, client address): after this many failures in a row each
+    # further try waits, doubling up to the maximum; an account is never locked for everyone.
     login_failure_limit: int = 5
-    login_lockout_seconds: int = 300
+    login_backoff_max_seconds: int = 300
+    # Secrets at rest (destination passwords, keys, webhook secrets): Fernet keys, comma-separated,
+    # newest first; older ones still decrypt. "": a key generated into the data directory.
+    secret_key: str = ""
+    # A bearer token that /metrics requires ("": /metrics is not served).
+    metrics_token: str = ""
+    # Outbound address policy: CIDRs that account-supplied targets (webhook URLs, FTP and SFTP
+    # hosts) may reach although they are loopback, private, link-local or reserved.
+    outbound_allow_networks: str = ""
     # Dispatcher
     dispatch_interval_seconds: float = 0.5
     dispatch_lease_seconds: int = 120
@@ -80,7 +90,17 @@ class Settings:
     # endpoint costs a thread, not a core: keep this above the number of push destinations
     # that may hang at once, or they delay the healthy ones by up to their timeout.
     dispatch_concurrency: int = 64
+    # Deliveries in flight at once for one account, so one account's slow endpoints never
+    # hold the whole dispatcher.
+    account_concurrency: int = 4
+    # Timeout of each connect and read; and the deadline of one whole delivery attempt
+    # (connect, send and the whole answer), for every destination kind.
     http_timeout_seconds: float = 10.0
+    delivery_deadline_seconds: float = 30.0
+    # On SIGTERM a worker stops leasing and gives what it holds this long to finish.
+    shutdown_grace_seconds: float = 30.0
+    # Housekeeping deletes at most this many rows per transaction.
+    purge_batch_rows: int = 5000
     # Delays before each retry; the first attempt is immediate (about a day in all).
     retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
     deactivate_after_seconds: int = 86_400
@@ -222,8 +242,13 @@ def _check(settings: Settings) -> None:
                               f"from {settings.origin(name)})")
     if settings.smtp_security not in ("none", "starttls", "tls"):
         raise ConfigError("smtp_security must be none, starttls or tls")
-    if settings.dispatch_lease_seconds <= settings.http_timeout_seconds:
-        raise ConfigError("dispatch_lease_seconds must be longer than http_timeout_seconds")
+    if not 0 < settings.http_timeout_seconds <= settings.delivery_deadline_seconds:
+        raise ConfigError("http_timeout_seconds must be positive and at most delivery_deadline_seconds")
+    if settings.dispatch_lease_seconds <= settings.delivery_deadline_seconds:
+        raise ConfigError("dispatch_lease_seconds must be longer than delivery_deadline_seconds")
+    for name in ("account_concurrency", "dispatch_concurrency", "purge_batch_rows"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1 (it is {getattr(settings, name)}, from {settings.origin(name)})")
     if not settings.retry_schedule:
         raise ConfigError("retry_schedule needs at least one delay")
     _check_database_url(settings)

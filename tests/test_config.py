@@ -73,7 +73,7 @@ def test_without_configuration_the_documented_defaults_apply(monkeypatch: pytest
     assert settings.effective_public_url == "http://127.0.0.1:8080"
     assert (settings.max_batch, settings.max_body_bytes) == (10_000, 32 * 1024 * 1024)
     assert (settings.pull_lease_seconds, settings.recovery_days, settings.retention_days) == (300, 5, 5)
-    assert (settings.login_failure_limit, settings.login_lockout_seconds) == (5, 300)
+    assert (settings.login_failure_limit, settings.login_backoff_max_seconds) == (5, 300)
     assert list(settings.retry_schedule) == [5, 300, 1800, 7200, 18000, 36000, 36000]
     assert (settings.deactivate_after_seconds, settings.deactivate_after_failures) == (86_400, 0)
     assert (settings.smtp_host, settings.smtp_port, settings.smtp_security) == ("127.0.0.1", 25, "none")
@@ -272,8 +272,10 @@ def test_a_missing_or_broken_file_is_named(tmp_path: Path) -> None:
     ({"EVENTGW_MAX_BATCH": "0"}, "max_batch must be between 1 and 10000"),
     ({"EVENTGW_MAX_BATCH": "10001"}, "max_batch must be between 1 and 10000"),
     ({"EVENTGW_SMTP_SECURITY": "ssl"}, "smtp_security must be none, starttls or tls"),
-    ({"EVENTGW_DISPATCH_LEASE_SECONDS": "10"}, "dispatch_lease_seconds must be longer than http_timeout_seconds"),
-    ({"EVENTGW_HTTP_TIMEOUT_SECONDS": "120"}, "dispatch_lease_seconds must be longer than http_timeout_seconds"),
+    ({"EVENTGW_DISPATCH_LEASE_SECONDS": "30"}, "dispatch_lease_seconds must be longer than delivery_deadline_seconds"),
+    ({"EVENTGW_HTTP_TIMEOUT_SECONDS": "31"}, "http_timeout_seconds must be positive and at most delivery_deadline_seconds"),
+    ({"EVENTGW_HTTP_TIMEOUT_SECONDS": "0"}, "http_timeout_seconds must be positive and at most delivery_deadline_seconds"),
+    ({"EVENTGW_ACCOUNT_CONCURRENCY": "0"}, "account_concurrency must be at least 1 (it is 0, from EVENTGW_ACCOUNT_CONCURRENCY)"),
 ])
 def test_values_out_of_range_are_refused(environ: dict[str, str], message: str) -> None:
     assert config_error(environ) == message
@@ -305,7 +307,7 @@ def test_an_empty_retry_schedule_is_refused(tmp_path: Path) -> None:
 def test_the_limits_themselves_are_accepted() -> None:
     assert load_settings(environ={"EVENTGW_MAX_BATCH": "1"}).max_batch == 1
     assert load_settings(environ={"EVENTGW_MAX_BATCH": "10000"}).max_batch == 10_000
-    assert load_settings(environ={"EVENTGW_DISPATCH_LEASE_SECONDS": "11"}).dispatch_lease_seconds == 11
+    assert load_settings(environ={"EVENTGW_DISPATCH_LEASE_SECONDS": "31"}).dispatch_lease_seconds == 31
 
 
 @pytest.mark.parametrize("setting", ["variable", "file"])

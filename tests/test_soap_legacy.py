@@ -555,7 +555,7 @@ def test_wrong_password(paint: Paint) -> None:
 
 
 def test_repeated_wrong_passwords_lock_the_account(make_paint: Callable[..., Paint]) -> None:
-    paint = make_paint(login_failure_limit=3, login_lockout_seconds=300)
+    paint = make_paint(login_failure_limit=3, login_backoff_max_seconds=300)
 
     for _ in range(3):
         assert paint.call(login_envelope("acme", "guess"))["result"] == "bean_exception_validation"

@@ -33,7 +33,7 @@ def change_password() -> Response:
     rt = current_runtime()
     accounts.change_password(rt.sessions, account_id, current, password,
                              failure_limit=rt.settings.login_failure_limit,
-                             lockout_seconds=rt.settings.login_lockout_seconds)
+                             lockout_seconds=rt.settings.login_backoff_max_seconds)
     forget_account(account_id)
     with rt.read_sessions() as session:
         return jsonify(accounts.view(session, session.get_one(Account, account_id)))

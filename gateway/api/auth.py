@@ -39,7 +39,7 @@ def current_account() -> int:
             return hit[0]
         account_id = check_password(rt.sessions, name, password,
                                     failure_limit=rt.settings.login_failure_limit,
-                                    lockout_seconds=rt.settings.login_lockout_seconds)
+                                    lockout_seconds=rt.settings.login_backoff_max_seconds)
         with _lock:
             cache[token] = (account_id, now + _CACHE_SECONDS)
         return account_id

@@ -108,7 +108,7 @@ def _login(req: PaintRequest) -> Result:
     try:
         context_id = sessions.login(rt.sessions, name, password,
                                     failure_limit=rt.settings.login_failure_limit,
-                                    lockout_seconds=rt.settings.login_lockout_seconds)
+                                    lockout_seconds=rt.settings.login_backoff_max_seconds)
     except LockedOut as exc:
         raise LegacyError("bean_exception_security", str(exc)) from None
     except AuthError:

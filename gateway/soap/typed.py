@@ -92,7 +92,7 @@ class EventsService(ServiceBase):
         rt = runtime_of(ctx)
         return sessions.login(rt.sessions, user_name, password,
                               failure_limit=rt.settings.login_failure_limit,
-                              lockout_seconds=rt.settings.login_lockout_seconds)
+                              lockout_seconds=rt.settings.login_backoff_max_seconds)
 
     @rpc(Unicode(**_REQUIRED), _in_arg_names={"session_id": "sessionId"})
     def logout(ctx: MethodContext, session_id: str) -> None:
