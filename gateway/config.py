@@ -248,7 +248,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError("dispatch_lease_seconds must be longer than delivery_deadline_seconds")
     for name in ("account_concurrency", "dispatch_concurrency", "purge_batch_rows"):
         if getattr(settings, name) < 1:
-            raise ConfigError(f"{name} must be at least 1 (it is {getattr(settings, name)}, from {settings.origin(name)})")
+            raise ConfigError(f"{name} must be at least 1 (it is {getattr(settings, name)}, "
+                              f"from {settings.origin(name)})")
     if not settings.retry_schedule:
         raise ConfigError("retry_schedule needs at least one delay")
     _check_database_url(settings)

@@ -267,15 +267,18 @@ def test_a_missing_or_broken_file_is_named(tmp_path: Path) -> None:
     assert config_error({"EVENTGW_CONFIG": str(tmp_path / "latin1.toml")}).startswith(
         "cannot read configuration file ")
 
+TIMEOUT_RANGE = "http_timeout_seconds must be positive and at most delivery_deadline_seconds"
+
 
 @pytest.mark.parametrize(("environ", "message"), [
     ({"EVENTGW_MAX_BATCH": "0"}, "max_batch must be between 1 and 10000"),
     ({"EVENTGW_MAX_BATCH": "10001"}, "max_batch must be between 1 and 10000"),
     ({"EVENTGW_SMTP_SECURITY": "ssl"}, "smtp_security must be none, starttls or tls"),
     ({"EVENTGW_DISPATCH_LEASE_SECONDS": "30"}, "dispatch_lease_seconds must be longer than delivery_deadline_seconds"),
-    ({"EVENTGW_HTTP_TIMEOUT_SECONDS": "31"}, "http_timeout_seconds must be positive and at most delivery_deadline_seconds"),
-    ({"EVENTGW_HTTP_TIMEOUT_SECONDS": "0"}, "http_timeout_seconds must be positive and at most delivery_deadline_seconds"),
-    ({"EVENTGW_ACCOUNT_CONCURRENCY": "0"}, "account_concurrency must be at least 1 (it is 0, from EVENTGW_ACCOUNT_CONCURRENCY)"),
+    ({"EVENTGW_HTTP_TIMEOUT_SECONDS": "31"}, TIMEOUT_RANGE),
+    ({"EVENTGW_HTTP_TIMEOUT_SECONDS": "0"}, TIMEOUT_RANGE),
+    ({"EVENTGW_ACCOUNT_CONCURRENCY": "0"},
+     "account_concurrency must be at least 1 (it is 0, from EVENTGW_ACCOUNT_CONCURRENCY)"),
 ])
 def test_values_out_of_range_are_refused(environ: dict[str, str], message: str) -> None:
     assert config_error(environ) == message
