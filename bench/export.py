@@ -12,6 +12,10 @@ format and server runs, each in a fresh child process:
 
 It checks that both uploaded files are byte for byte the same, and prints rows/s, the
 ratio to the baseline and each child's peak RSS (VmHWM).
+
+A last row (``--pgp``, on by default) exports the CSV file encrypted to an OpenPGP key over
+FTP, against a baseline that writes the same lines and runs ``gpg --encrypt`` on them by hand;
+encryption is randomised, so the two files are checked by decrypting both with the private key.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -62,7 +66,8 @@ def child_real(job: dict[str, Any]) -> dict[str, Any]:
     from gateway.destinations.management import attempts
     from gateway.runtime import open_runtime
 
-    runtime = open_runtime(load_settings(environ={}, database_url=job["url"], home=job["data_dir"]), migrate=False)
+    runtime = open_runtime(load_settings(environ={}, database_url=job["url"], home=job["data_dir"],
+                                         outbound_allow_networks="127.0.0.0/8"), migrate=False)
     before = _rss_mb()
     started = time.perf_counter()
     uploaded = Exporter(runtime).export_due(job["destination"])
@@ -113,6 +118,13 @@ def child_baseline(job: dict[str, Any]) -> dict[str, Any]:
             else:
                 out.write(orjson.dumps(formats.to_json(event)) + b"\n")
     connection.close()
+    if job.get("recipient"):
+        encrypted = path.with_suffix(".gpg")
+        subprocess.run(["gpg", "--homedir", job["gnupg_home"], "--batch", "--yes", "--no-tty", "--trust-model",
+                        "always", "--recipient", job["recipient"], "--output", str(encrypted), "--encrypt",
+                        str(path)], check=True, capture_output=True)
+        path.unlink()
+        path = encrypted
     if job["server"] == "ftp":
         ftp = ftplib.FTP()
         ftp.connect(job["host"], job["port"])
@@ -186,7 +198,8 @@ def store(directory: Path, count: int, ftpd: Any, sshd: Any, sftp_dir: Path) -> 
     from gateway.store.models import QueueItem
 
     url = f"sqlite:///{directory / 'eventgw.db'}"
-    runtime = open_runtime(load_settings(environ={}, database_url=url, home=str(directory)))
+    runtime = open_runtime(load_settings(environ={}, database_url=url, home=str(directory),
+                                         outbound_allow_networks="127.0.0.0/8"))
     with runtime.sessions.begin() as session:
         account = create_account(session, "bench", "bench-password").id
         common = {"events": list(model.ALL_TYPES), "host": "127.0.0.1"}
@@ -213,8 +226,8 @@ def store(directory: Path, count: int, ftpd: Any, sshd: Any, sftp_dir: Path) -> 
     return url, destinations
 
 
-def prepare(url: str, destination: int, line_format: str) -> None:
-    """Make the destination's period unexported again, in the given line format."""
+def prepare(url: str, destination: int, line_format: str, **settings_changed: Any) -> None:
+    """Make the destination's period unexported again, in the given line format (and other settings)."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
@@ -223,10 +236,12 @@ def prepare(url: str, destination: int, line_format: str) -> None:
                                 "due_at = :due WHERE destination_id = :d"),
                            {"due": ARRIVED.isoformat(sep=" ", timespec="microseconds")[:26], "d": destination})
         connection.execute(text("DELETE FROM attempts WHERE destination_id = :d"), {"d": destination})
+        connection.execute(text("DELETE FROM file_periods WHERE destination_id = :d"), {"d": destination})
         settings = json.loads(connection.execute(text("SELECT settings FROM destinations WHERE id = :d"),
                                                  {"d": destination}).scalar_one())
         connection.execute(text("UPDATE destinations SET settings = :s WHERE id = :d"),
-                           {"s": json.dumps({**settings, "line_format": line_format}), "d": destination})
+                           {"s": json.dumps({**settings, "line_format": line_format, **settings_changed}),
+                            "d": destination})
     engine.dispose()
 
 
@@ -244,6 +259,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--servers", default="ftp,sftp")
+    parser.add_argument("--pgp", action=argparse.BooleanOptionalAction, default=True,
+                        help="add the row of an OpenPGP-encrypted CSV upload over FTP")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -271,7 +288,7 @@ def run(args: argparse.Namespace, base: Path, ftp_home: Path, ftpd: Any, sshd: A
           f"({(base / 'eventgw.db').stat().st_size / 1e6:.0f} MB store)")
     key_file = base / "client_key"
     key_file.write_text(sshd.private_key)
-    print(f"{'server':<6} {'format':<6} {'export rows/s':>14} {'baseline rows/s':>16} {'ratio':>6} "
+    print(f"{'server':<6} {'format':<7}{'export rows/s':>14} {'baseline rows/s':>16} {'ratio':>6} "
           f"{'export peak RSS':>16} {'baseline peak RSS':>18} {'file':>9}")
     for server in args.servers.split(","):
         home = ftp_home if server == "ftp" else sftp_dir
@@ -284,17 +301,56 @@ def run(args: argparse.Namespace, base: Path, ftp_home: Path, ftpd: Any, sshd: A
                    "username": ftpd.user if server == "ftp" else sshd.username, "password": ftpd.password,
                    "key_file": str(key_file), "known_hosts": sshd.known_hosts, "remote_dir": str(sftp_dir)}
             baseline = run_child("baseline", job)
-            (exported,) = [p for p in home.iterdir() if p.name.startswith("events-")]
-            if digest(exported) != digest(home / "baseline.log"):
-                raise SystemExit(f"{server} {line_format}: the exported file differs from the baseline's")
-            size = exported.stat().st_size
-            exported.unlink()
-            (home / "baseline.log").unlink()
-            ratio = baseline["seconds"] / real["seconds"]
-            print(f"{server:<6} {line_format:<6} {args.events / real['seconds']:>14,.0f} "
-                  f"{args.events / baseline['seconds']:>16,.0f} {ratio:>6.0%} {real['peak_mb']:>13.0f} MB "
-                  f"{baseline['peak_mb']:>15.0f} MB {size / 1e6:>6.0f} MB", flush=True)
+            compare(f"{server} {line_format}", args.events, real, baseline, home, "baseline.log", digest)
+    if args.pgp:
+        real = pgp_row(args, base, ftp_home, ftpd, url, destinations["ftp"])
     print(f"(export child RSS before the export started: {real['rss_before_mb']:.0f} MB)")
+
+
+def compare(row: str, events: int, real: dict[str, Any], baseline: dict[str, Any], home: Path, baseline_name: str,
+            content: Callable[[Path], str]) -> None:
+    """Check that the exported file and the baseline's hold the same (``content`` digests them), remove both,
+    and print the row of figures."""
+    (exported,) = [p for p in home.iterdir() if p.name.startswith("events-")]
+    if content(exported) != content(home / baseline_name):
+        raise SystemExit(f"{row}: the exported file differs from the baseline's")
+    size = exported.stat().st_size
+    exported.unlink()
+    (home / baseline_name).unlink()
+    server, label = row.split(" ", 1)
+    print(f"{server:<6} {label:<7}{events / real['seconds']:>14,.0f} {events / baseline['seconds']:>16,.0f} "
+          f"{baseline['seconds'] / real['seconds']:>6.0%} {real['peak_mb']:>13.0f} MB "
+          f"{baseline['peak_mb']:>15.0f} MB {size / 1e6:>6.0f} MB", flush=True)
+
+
+def _decrypted_digest(home: Path, path: Path) -> str:
+    plain = path.with_name(path.name + ".plain")
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--yes", "--no-tty", "--output", str(plain),
+                    "--decrypt", str(path)], check=True, capture_output=True)
+    found = digest(plain)
+    plain.unlink()
+    return found
+
+
+def pgp_row(args: argparse.Namespace, base: Path, ftp_home: Path, ftpd: Any, url: str,
+            destination: int) -> dict[str, Any]:
+    """The CSV file encrypted to a consumer's key, uploaded over FTP, against gpg run by hand."""
+    from gateway.destinations import openpgp
+    from tests.support.openpgp import key_pair
+
+    home = base / "gnupg"
+    gpg, fingerprint = key_pair(home)
+    key = openpgp.check_public_key(gpg.export_keys(fingerprint))
+    prepare(url, destination, "csv", pgp_public_key=key.armored, pgp_fingerprint=key.fingerprint)
+    real = run_child("real", {"url": url, "data_dir": str(base), "destination": destination})
+    job = {"db": str(base / "eventgw.db"), "data_dir": str(base), "destination": destination, "format": "csv",
+           "server": "ftp", "host": "127.0.0.1", "remote": "baseline.log.gpg", "port": ftpd.port,
+           "username": ftpd.user, "password": ftpd.password, "gnupg_home": str(home),
+           "recipient": fingerprint}
+    baseline = run_child("baseline", job)
+    compare("ftp csv+pgp", args.events, real, baseline, ftp_home, "baseline.log.gpg",
+            lambda path: _decrypted_digest(home, path))
+    return real
 
 
 if __name__ == "__main__":

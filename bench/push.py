@@ -4,13 +4,16 @@ Run: `.venv/bin/python -m bench.push [--events 100000] [--rounds 3]`.
 Prints, as medians over the rounds, events/s for the real dispatcher and for the baseline
 (plain sqlite3 reading 500 queued rows, json.dumps, the HMAC signature, one POST over a
 kept-alive connection and one UPDATE, in a loop), their ratio, and the healthy endpoint's
-throughput beside 10 dead (connection refused) and 10 hanging endpoints as a share of its
-throughput alone.
+throughput as a share of its throughput alone: beside 10 dead (connection refused) and 10
+hanging endpoints of its own account, and beside hostile neighbours (16 slow-drip endpoints
+of another account, one header byte every 3 s, and 4 poison events in its own stream that
+no JSON writer can write).
 """
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -19,8 +22,11 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from sqlalchemy import text
 
 from bench.eventgen import generate
 from bench.rounds import median_rates
@@ -31,9 +37,14 @@ from gateway.destinations import webhooks
 from gateway.events import formats, model
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime, open_runtime
+from tests.support.drip import serve_slow_drip
 from tests.support.net import free_port
 
 BATCH = 500
+HOSTILE_ENDPOINTS = 16
+POISONS = 4
+# Deeper than orjson writes: such an event cannot be posted as JSON, and is parked alone.
+POISON_DATA = '{"deep": ' + "[" * 300 + "1" + "]" * 300 + "}"
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
 
 
@@ -69,23 +80,41 @@ def start_receiver() -> ThreadingHTTPServer:
     return server
 
 
-def setup(directory: Path, events: int, urls: list[str]) -> tuple[Runtime, list[int]]:
-    """A store whose account routes every type to the first URL, and OPEN also to the others."""
+def setup(directory: Path, events: int, urls: list[str], hostile: list[str] | None = None
+          ) -> tuple[Runtime, list[int]]:
+    """A store whose account routes every type to the first URL, and OPEN also to the others;
+    with ``hostile``, a second account whose OPEN events (one per URL) go to each of those URLs."""
     runtime = open_runtime(load_settings(environ={}, home=str(directory), http_timeout_seconds=2,
-                                         dispatch_concurrency=32, dispatch_interval_seconds=0.05))
+                                         dispatch_concurrency=32, dispatch_interval_seconds=0.05,
+                                         outbound_allow_networks="127.0.0.0/8"))
     with runtime.sessions.begin() as session:
         account = create_account(session, "bench", "bench-password")
         ids = [webhooks.create(session, account.id, {
             "url": url, "events": list(model.ALL_TYPES) if index == 0 else ["OPEN"], "secret": SECRET,
             "batch_max_events": BATCH, "timeout_seconds": 2}).id for index, url in enumerate(urls)]
+        neighbour = create_account(session, "neighbour", "bench-password").id
+        for url in hostile or []:
+            webhooks.create(session, neighbour, {"url": url, "events": ["OPEN"], "secret": SECRET})
+    if hostile:
+        ingest_request(runtime.sessions, neighbour, [
+            {"id": f"slow-{i}", "type": "OPEN", "occurred_at": "2026-11-24T10:15:00Z", "email": "a@example.com"}
+            for i in range(len(hostile))])
     raws = list(generate(events, seed=3))
     for start in range(0, events, 5000):
         ingest_request(runtime.sessions, account.id, raws[start:start + 5000])
     return runtime, ids
 
 
-def dispatcher_rate(runtime: Runtime, events: int) -> float:
-    """Events/s the real dispatcher delivers to the healthy receiver until it has them all."""
+def poison(runtime: Runtime, uids: list[str]) -> None:
+    """Give these stored events data no JSON writer can write, straight in the store (ingest refuses it)."""
+    with runtime.sessions.begin() as session:
+        for uid in uids:
+            session.execute(text("UPDATE events SET data = :data WHERE uid = :uid"), {"data": POISON_DATA, "uid": uid})
+
+
+def dispatcher_rate(runtime: Runtime, events: int, neighbours_gone: Callable[[], object] = lambda: None) -> float:
+    """Events/s the real dispatcher delivers to the healthy receiver until it has ``events``;
+    ``neighbours_gone`` is called after the measurement, before the dispatcher stops."""
     Receiver.received = 0
     dispatcher = Dispatcher(runtime)
     thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
@@ -94,9 +123,26 @@ def dispatcher_rate(runtime: Runtime, events: int) -> float:
     while Receiver.received < events:
         time.sleep(0.01)
     elapsed = time.perf_counter() - started
+    neighbours_gone()
     dispatcher.stop()  # waits out the hanging neighbours' timeouts, untimed
     thread.join()
     return events / elapsed
+
+
+def hostile_rate(directory: Path, events: int, healthy: str) -> float:
+    """The healthy endpoint's events/s beside another account's slow-drip endpoints, with poison
+    events among its own (parked, so they never arrive: it waits for the others)."""
+    endpoints = contextlib.ExitStack()
+    with endpoints:
+        drip = endpoints.enter_context(serve_slow_drip(interval=3.0))
+        runtime, _ = setup(directory, events, [healthy], [drip.url] * HOSTILE_ENDPOINTS)
+        try:
+            raws = list(generate(events, seed=3))
+            poison(runtime, [raws[(index + 1) * events // (POISONS + 1)]["id"] for index in range(POISONS)])
+            # The slow endpoints close their connections before the dispatcher stops, so the hung deliveries end.
+            return dispatcher_rate(runtime, events - POISONS, endpoints.close)
+        finally:
+            runtime.close()
 
 
 def baseline(directory: Path, port: int, events: int) -> float:
@@ -161,15 +207,18 @@ def main() -> None:
             runtime, _ = setup(directory / "crowded", args.events, [healthy, *neighbours])
             figures["crowded"] = dispatcher_rate(runtime, args.events)
             runtime.close()
+            figures["hostile"] = hostile_rate(directory / "hostile", args.events, healthy)
             return figures
 
         medians = median_rates(args.rounds, measure)
-    base, alone, crowded = medians["baseline"], medians["alone"], medians["crowded"]
+    base, alone, crowded, hostile = medians["baseline"], medians["alone"], medians["crowded"], medians["hostile"]
     print(f"baseline (sqlite3 + json + hmac + POST + UPDATE): {base:>9,.0f} events/s (median of {args.rounds})")
     print(f"dispatcher + HTTP sink, alone                   : {alone:>9,.0f} events/s "
           f"({alone / base:.0%} of baseline, goal >= 50%)")
     print(f"  with 10 dead and 10 hanging neighbours         : {crowded:>9,.0f} events/s "
           f"({crowded / alone:.0%} of alone, goal >= 80%)")
+    print(f"  with {HOSTILE_ENDPOINTS} slow-drip endpoints of another account and {POISONS} poison events: "
+          f"{hostile:>9,.0f} events/s ({hostile / alone:.0%} of alone, goal >= 80%)")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,28 @@
 """Accounts and their credentials: creation, listing and deletion, passwords and API keys (checks, changes,
-rotation), lockout after repeated failures."""
+rotation). Password hashing is ``gateway.passwords``, the wait after failed logins ``gateway.login_throttle``."""
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway import login_throttle
 from gateway.errors import AuthError, Conflict, LockedOut, ValidationError
 from gateway.events.formats import iso
 from gateway.events.model import ALL_TYPES
-from gateway.store.models import Account, ApiKey, Destination, LegacySession, LoginFailure, Route, utcnow
+from gateway.login_throttle import LoginThrottle, client_key
+from gateway.passwords import hash_password, needs_rehash, spend_as_verifying, verify_password
+from gateway.store.models import Account, ApiKey, Destination, LegacySession, Route, utcnow
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
 API_KEY_PREFIX = "egw_"
+WRONG_LOGIN = "wrong account name or password"
 
 
 @dataclass(frozen=True)
@@ -35,25 +35,6 @@ class NewAccount:
     pull_destination_id: int
 
 
-def hash_password(password: str) -> str:
-    """A salted scrypt hash of ``password`` in a self-describing text form."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
-
-
-def verify_password(password: str, stored: str) -> bool:
-    """Whether ``password`` matches a hash made by hash_password (constant time)."""
-    try:
-        scheme, salt, digest = stored.split("$")
-    except ValueError:
-        return False
-    if scheme != "scrypt":
-        return False
-    got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), dklen=32, **_SCRYPT)
-    return hmac.compare_digest(got, base64.b64decode(digest))
-
-
 def key_hash(api_key: str) -> str:
     """The stored form of an API key (keys are random, so a plain SHA-256 suffices)."""
     return hashlib.sha256(api_key.encode()).hexdigest()
@@ -61,7 +42,7 @@ def key_hash(api_key: str) -> str:
 
 def create_account(session: Session, name: str, password: str) -> NewAccount:
     """Create an account with its pull queue, default routes (every type to the pull queue) and an API key."""
-    if not _NAME.match(name or ""):
+    if not _NAME.fullmatch(name or ""):
         raise ValidationError("must be 1-100 letters, digits or . _ @ -, starting with a letter or digit", "name")
     _check_new_password(password)
     if session.scalar(select(Account.id).where(Account.name == name)) is not None:
@@ -101,33 +82,44 @@ def account_by_name(session: Session, name: str) -> Account:
     return account
 
 
-def check_password(
-    sessions: sessionmaker[Session], name: str, password: str, *, failure_limit: int = 5, lockout_seconds: int = 300
-) -> int:
+def check_password(sessions: sessionmaker[Session], name: str, password: str, *, address: str | None = None,
+                   throttle: LoginThrottle | None = None) -> int:
     """The id of the account whose name and password match; AuthError otherwise.
 
-    Runs in its own transaction so that a failure is counted even though the caller's
-    work is abandoned. After ``failure_limit`` consecutive failures for a name, every
-    attempt is refused with LockedOut for ``lockout_seconds`` (from the last failure),
-    right password or not.
+    ``address`` is the client's (None: not known, as for a local command). After too many
+    failures in a row from one address, tries from it wait (``throttle``, default
+    LoginThrottle()): login_throttle.Throttled, right password or not, while other addresses
+    are unaffected. An unknown name (or one no account could have) costs the same work as a
+    known one, and leaves no trace in the store. A hash at an old cost is replaced on success.
     """
-    now = utcnow()
+    client, now = client_key(address), utcnow()
+    found = _credentials(sessions, name)
+    if found is None:
+        with sessions.begin() as session:  # the write a known name's try makes
+            login_throttle.purge(session, now)
+        spend_as_verifying(password)
+        raise AuthError(WRONG_LOGIN)
+    account_id, stored = found
+    login_throttle.admit(sessions, name, client, throttle or LoginThrottle(), now)
+    if not verify_password(password, stored):
+        raise AuthError(WRONG_LOGIN)
+    rehashed = hash_password(password) if needs_rehash(stored) else None
     with sessions.begin() as session:
-        failure = session.get(LoginFailure, name)
-        if failure is not None and failure.failures >= failure_limit:
-            if now - failure.last_failure_at < timedelta(seconds=lockout_seconds):
-                raise LockedOut("too many failed logins; try again later")
-        account = session.scalar(select(Account).where(Account.name == name))
-        if account is not None and verify_password(password, account.password_hash):
-            if failure is not None:
-                session.execute(delete(LoginFailure).where(LoginFailure.name == name))
-            return account.id
-        if failure is None:
-            session.add(LoginFailure(name=name, failures=1, last_failure_at=now))
-        else:
-            failure.failures += 1
-            failure.last_failure_at = now
-    raise AuthError("wrong account name or password")
+        login_throttle.succeeded(session, name, client)
+        if rehashed is not None:
+            # Unless the password changed meanwhile.
+            session.execute(update(Account).where(Account.id == account_id, Account.password_hash == stored)
+                            .values(password_hash=rehashed))
+    return account_id
+
+
+def _credentials(sessions: sessionmaker[Session], name: str) -> tuple[int, str] | None:
+    """The id and password hash of the account called ``name``, if there is one."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        return None
+    with sessions() as session:
+        row = session.execute(select(Account.id, Account.password_hash).where(Account.name == name)).first()
+    return (row.id, row.password_hash) if row else None
 
 
 def check_api_key(session: Session, api_key: str) -> int:
@@ -155,27 +147,27 @@ def delete_account(session: Session, name: str) -> None:
     account = account_by_name(session, name)
     # The store's foreign keys cascade from the account to all it owns, in one statement.
     session.execute(delete(Account).where(Account.id == account.id))
-    session.execute(delete(LoginFailure).where(LoginFailure.name == name))
+    login_throttle.succeeded(session, name)
 
 
 def set_password(session: Session, account_id: int, password: str) -> None:
-    """Give the account a new password: its SOAP sessions end and a lockout is lifted."""
+    """Give the account a new password: its SOAP sessions end and every wait after failed logins is lifted."""
     _check_new_password(password)
     account = session.get_one(Account, account_id)
     account.password_hash = hash_password(password)
     session.execute(delete(LegacySession).where(LegacySession.account_id == account_id))
-    session.execute(delete(LoginFailure).where(LoginFailure.name == account.name))
+    login_throttle.succeeded(session, account.name)
 
 
 def change_password(sessions: sessionmaker[Session], account_id: int, current: str, password: str, *,
-                    failure_limit: int = 5, lockout_seconds: int = 300) -> None:
-    """An account changes its own password, giving the current one: a wrong one is a ValidationError on
-    ``current_password`` and counts as a failed login (LockedOut after too many)."""
+                    address: str | None = None, throttle: LoginThrottle | None = None) -> None:
+    """An account changes its own password, giving the current one from ``address``: a wrong one is a
+    ValidationError on ``current_password`` and counts as a failed login (tries wait after too many)."""
     _check_new_password(password)
     with sessions() as session:
         name = session.get_one(Account, account_id).name
     try:
-        check_password(sessions, name, current, failure_limit=failure_limit, lockout_seconds=lockout_seconds)
+        check_password(sessions, name, current, address=address, throttle=throttle)
     except LockedOut:
         raise
     except AuthError:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError
 
 from gateway.errors import ConfigError
 from gateway.limits import MAX_BATCH_EVENTS
+from sinks.outbound import OutboundPolicy
 
 STORE_FILE = "eventgw.db"
 """The SQLite file of the default store, in the data directory."""
@@ -65,6 +66,9 @@ class Settings:
     # Ingest: one request carries at most this many events (the pull batch size, too).
     max_batch: int = MAX_BATCH_EVENTS
     max_body_bytes: int = 32 * 1024 * 1024
+    # Bytes of large request bodies (over 1 MiB) one web process handles at once; a parsed
+    # body takes several times its size in memory. Others wait their turn (see limits.py).
+    body_budget_bytes: int = 32 * 1024 * 1024
     # Pull: how long an unacknowledged batch stays hidden, how long a marked-as-read
     # batch can be fetched again, and when collected events are purged.
     pull_lease_seconds: int = 300
@@ -252,6 +256,10 @@ def _check(settings: Settings) -> None:
                               f"from {settings.origin(name)})")
     if not settings.retry_schedule:
         raise ConfigError("retry_schedule needs at least one delay")
+    try:
+        OutboundPolicy.parse(settings.outbound_allow_networks)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (from {settings.origin('outbound_allow_networks')})") from None
     _check_database_url(settings)
 
 

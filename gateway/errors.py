@@ -1,7 +1,39 @@
 """The gateway's exception hierarchy; every edge (REST, SOAP, CLI) maps these to its protocol in one place."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# An answer names the bad value, but echoes no more of it than this: a producer recognises
+# its value from a prefix, and a 1 MB value must not come back 1 MB long, once per field.
+ECHO_CHARS = 64
+# No message, however many values it quotes, is longer than this.
+MESSAGE_CHARS = 1000
+# A quoted value (a repr), in either quote, escapes included.
+_QUOTED = re.compile("|".join(rf"{q}[^{q}\\]*(?:\\.[^{q}\\]*)*{q}" for q in "'\""))
+
+
+def shorten(text: str) -> str:
+    """``text`` with each quoted value cut to a prefix of ECHO_CHARS characters and ``...``, and the
+    whole cut to MESSAGE_CHARS (its start and its end kept: where the explanation usually is)."""
+    if len(text) <= ECHO_CHARS + 2:
+        return text
+    text = _QUOTED.sub(_cut_quoted, text)
+    if len(text) > MESSAGE_CHARS:
+        keep = (MESSAGE_CHARS - 5) // 2
+        text = f"{text[:keep]} ... {text[-keep:]}"
+    return text
+
+
+def _cut_quoted(match: re.Match[str]) -> str:
+    quoted = match.group()
+    return quoted if len(quoted) <= ECHO_CHARS + 2 else quoted[:ECHO_CHARS + 1] + "..." + quoted[0]
+
+
+def excerpt(value: object) -> str:
+    """A value as an answer may echo it: its repr, cut to ECHO_CHARS characters and ``...``."""
+    shown = repr(value)
+    return shown if len(shown) <= ECHO_CHARS else shown[:ECHO_CHARS] + "..."
 
 
 class GatewayError(Exception):
@@ -15,6 +47,14 @@ class Problem:
     record: int | str | None
     field: str | None
     message: str
+
+    def __post_init__(self) -> None:
+        # Every edge shows problems; cutting echoed values here covers them all.
+        object.__setattr__(self, "message", shorten(self.message))
+        if self.field is not None and len(self.field) > ECHO_CHARS:
+            object.__setattr__(self, "field", self.field[:ECHO_CHARS] + "...")
+        if isinstance(self.record, str) and len(self.record) > ECHO_CHARS:
+            object.__setattr__(self, "record", self.record[:ECHO_CHARS] + "...")
 
     def as_dict(self) -> dict[str, object]:
         """The problem as a JSON-ready mapping."""
@@ -45,6 +85,10 @@ class TooLarge(ValidationError):
     """A request body or batch is over its size limit."""
 
 
+class Unsupported(ValidationError):
+    """A request comes in a form the gateway does not take (a content encoding, say)."""
+
+
 class AuthError(GatewayError):
     """Credentials are missing, wrong, or the session is unknown or expired."""
 
@@ -59,7 +103,7 @@ class NotFound(GatewayError):
     def __init__(self, what: str, ident: object) -> None:
         self.what = what
         self.ident = ident
-        super().__init__(f"{what} {ident!r} not found")
+        super().__init__(f"{what} {excerpt(ident)} not found")
 
 
 class Conflict(GatewayError):

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import Table, and_, func, select
+from sqlalchemy import BigInteger, Table, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.errors import Problem, TooLarge, ValidationError
+from gateway.errors import Problem, ValidationError
 from gateway.events import formats, model
 from gateway.store import queue
+from gateway.store.db import in_transaction
 from gateway.store.models import Event as EventRow
 from gateway.store.models import sqlite_time, utcnow
 
@@ -47,16 +48,25 @@ class FileResult:
     problems: list[Problem]
 
 
+# Ids for the events of one request, taken from the events' sequence in one round trip.
+_NEW_IDS = text("SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, :n) ORDER BY 1")
+
+
 def _store_postgresql(session: Session, account_id: int, events: list[model.Event], now: datetime) -> int:
     """Insert new events and their queue rows; returns how many were new."""
-    rows = [{**{name: event.get(name) for name in _COLUMNS}, "uid": event["id"], "account_id": account_id,
-             "received_at": now} for event in events]
+    # Requests that share producer ids would deadlock if each inserted them in its own
+    # order (each waits on the other's uncommitted unique-index entry). Rows therefore go
+    # in sorted by producer id; their ids, taken first, still follow the request's order,
+    # which is the order pull and push hand them on in.
+    ids = session.execute(_NEW_IDS, {"n": len(events)}).scalars().all()
+    rows = sorted(({**{name: event.get(name) for name in _COLUMNS}, "id": event_id, "uid": event["id"],
+                    "account_id": account_id, "received_at": now} for event_id, event in zip(ids, events, strict=True)),
+                  key=lambda row: row["uid"])
     # A plain executemany (pipelined by psycopg) rather than INSERT ... RETURNING: psycopg
     # re-parses a multi-row RETURNING statement on every call, which costs more than the
-    # insert. The rows this call added are those with its own received_at.
+    # insert. The rows this call added are those that carry one of the ids it took.
     session.execute(postgresql.insert(_EVENTS).on_conflict_do_nothing(index_elements=["account_id", "uid"]), rows)
-    added = and_(_EVENTS.c.account_id == account_id, _EVENTS.c.received_at == now,
-                 _EVENTS.c.uid == func.any(postgresql.array([event["id"] for event in events])))
+    added = _EVENTS.c.id == func.any(bindparam("taken", list(ids), type_=postgresql.ARRAY(BigInteger)))
     queue.enqueue_arrivals(session, added, now)
     return int(session.scalar(select(func.count()).select_from(_EVENTS).where(added)) or 0)
 
@@ -114,44 +124,17 @@ def store_events(session: Session, account_id: int, events: Sequence[model.Event
     return IngestResult(added, len(events) - added)
 
 
-def parse_body(body: bytes, content_type: str, max_events: int) -> list[Mapping[str, Any]]:
-    """Decode a request body: a JSON array of events, or NDJSON (one event per line)."""
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValidationError(f"is not UTF-8 text (byte {exc.start})", "body") from None
-    # Deeply nested JSON makes a JSON parser raise RecursionError, not ValueError; both are invalid input.
-    stripped = text.lstrip()
-    if not stripped:
-        raise ValidationError("the body is empty; send a JSON array of events or NDJSON", "body")
-    if "ndjson" in content_type or "jsonlines" in content_type or not stripped.startswith("["):
-        raws: list[Any] = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                raws.append(orjson.loads(line))
-            except (ValueError, RecursionError) as exc:
-                raise ValidationError([Problem(f"line {number}", None, f"invalid JSON: {exc}")]) from None
-            if len(raws) > max_events:
-                break
-    else:
-        try:
-            raws = orjson.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise ValidationError([Problem(None, "body", f"invalid JSON: {exc}")]) from None
-    if len(raws) > max_events:
-        raise TooLarge(f"more than {max_events} events in one request; split it into batches", "body")
-    return raws
-
-
 def ingest_request(
     sessions: sessionmaker[Session], account_id: int, raws: Sequence[Mapping[str, Any]]
 ) -> IngestResult:
     """Validate a whole request and store it in one transaction: every event or none."""
-    events = model.validate_all(raws, MAX_PROBLEMS)
-    with sessions.begin() as session:
-        return store_events(session, account_id, events)
+    return store_request(sessions, account_id, model.validate_all(raws, MAX_PROBLEMS))
+
+
+def store_request(sessions: sessionmaker[Session], account_id: int, events: Sequence[model.Event]) -> IngestResult:
+    """Store a request's validated events in one transaction: every event or none (run again
+    when a concurrent request with the same producer ids aborted it)."""
+    return in_transaction(sessions, lambda session: store_events(session, account_id, events))
 
 
 def file_format(path: Path, given: str | None = None) -> str:
@@ -244,8 +227,7 @@ def ingest_file(
 def _store_chunk(sessions: sessionmaker[Session], account_id: int, chunk: list[model.Event]) -> IngestResult:
     if not chunk:
         return IngestResult(0, 0)
-    with sessions.begin() as session:
-        return store_events(session, account_id, chunk)
+    return in_transaction(sessions, lambda session: store_events(session, account_id, chunk))
 
 
 def _counting(handle: Iterable[str], progress: Callable[[int], object] | None) -> Iterator[str]:

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.store.models import Destination, QueueItem, utcnow
-from gateway.store.queue import PENDING
+from gateway.store import queue
+from gateway.store.models import Destination, utcnow
 
 REGISTRY = CollectorRegistry()
 ATTEMPTS = Counter("eventgw_delivery_attempts", "Delivery attempts by outcome", ["outcome"], registry=REGISTRY)
@@ -29,15 +30,16 @@ class QueueCollector(Collector):
         age = GaugeMetricFamily("eventgw_queue_oldest_age_seconds", "Age of the oldest waiting event",
                                 labels=["kind"])
         now = utcnow()
+        # The age counts from when the oldest waiting event arrived, so it grows during a retry's backoff.
+        by_kind: dict[str, tuple[int, datetime]] = {}
         with self.sessions() as session:
-            rows = session.execute(
-                select(Destination.kind, func.count(), func.min(QueueItem.due_at))
-                .join(Destination, Destination.id == QueueItem.destination_id)
-                .where(PENDING)
-                .group_by(Destination.kind)
-            ).all()
-        for kind, count, oldest in rows:
+            kinds = {ident: kind for ident, kind in session.execute(select(Destination.id, Destination.kind))}
+            for destination_id, (count, oldest) in queue.waiting(session, None).items():
+                kind = kinds.get(destination_id, "")
+                total, first = by_kind.get(kind, (0, oldest))
+                by_kind[kind] = (total + count, min(first, oldest))
+        for kind, (count, oldest) in sorted(by_kind.items()):
             depth.add_metric([kind], count)
-            age.add_metric([kind], max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
+            age.add_metric([kind], max(0.0, (now - oldest).total_seconds()))
         yield depth
         yield age

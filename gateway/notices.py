@@ -1,5 +1,5 @@
-"""Operational notices: an account's list of them, where they are mailed, and the mail sent when a destination
-is deactivated.
+"""Operational notices: an account's list of them, where they are mailed, what a deactivation's notice says,
+and the mail sent when a destination is deactivated.
 
 The notice itself is always recorded in the store (``GET /api/v1/notifications``) by the
 engine; the email is a courtesy on top and never makes anything fail.
@@ -45,6 +45,18 @@ def notice_address(session: Session, account_id: int) -> str | None:
     if account is None:
         raise NotFound("account", account_id)
     return account.notify_email
+
+
+def deactivation_message(destination: Destination, reason: str, refused: bool) -> str:
+    """What the notice of a deactivation says: with ``refused``, that the destination refused one delivery in a
+    way no retry can change (a host key that does not match, a 410 Gone, a file name another period's file
+    has) and what that was; otherwise that deliveries kept failing, and the last reason."""
+    what = f"destination #{destination.id} ({destination.kind} {destination.name}) was deactivated"
+    if refused:
+        return (f"{what} because a delivery was refused and trying again cannot change that: {reason}. "
+                "Its events are kept; fix the cause, then activate it with replay to deliver them.")
+    return (f"{what} after repeated failures: {reason}. Its events are kept; activate it with replay to "
+            "deliver them.")
 
 
 def notify_deactivated(runtime: Runtime, destination_id: int) -> bool:

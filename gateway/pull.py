@@ -6,7 +6,9 @@ Three modes, one rule set for every API (legacy SOAP, typed SOAP, REST):
   runs out, after which they come back (a queue's visibility timeout);
 - ``peek``: they are returned and nothing changes.
 Marked and leased batches get an id; a client that crashed after pulling can fetch the
-same batch again by that id within the recovery window.
+same batch again by that id within the recovery window. Legacy answers carry no batch id,
+so an operator puts what a legacy client collected in a window back into its queue instead
+(``requeue_collected``).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, insert, literal_column, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.destinations.routing import pull_destination
@@ -24,8 +26,8 @@ from gateway.errors import NotFound, ValidationError
 from gateway.events import model
 from gateway.limits import MAX_BATCH_EVENTS
 from gateway.store import queue
-from gateway.store.models import PullBatch, QueueItem, utcnow
-from gateway.store.queue import due_rows, events_behind, queued_events
+from gateway.store.models import Event, PullBatch, QueueItem, utcnow
+from gateway.store.queue import QueueState, due_rows, events_behind, queued_events
 
 Mode = Literal["read", "lease", "peek"]
 T = TypeVar("T")
@@ -126,6 +128,38 @@ def batch_again(
         events = queued_events(session, events_behind(and_(QueueItem.destination_id == batch.destination_id,
                                                            QueueItem.lease_id == batch_id)))
         return Batch(batch_id, events, "read" if batch.acked_at else "lease")
+
+
+def requeue_collected(
+    sessions: sessionmaker[Session],
+    account_id: int,
+    since: datetime,
+    until: datetime | None,
+    types: list[str],
+    recovery: timedelta,
+) -> int:
+    """Put back into the account's pull queue the events of ``types`` (every type if empty) it collected in
+    [since, until) (until now if None); returns how many.
+
+    Only the recovery window can be asked for: a ``since`` before it is a ValidationError,
+    as its rows may already be purged. The events come back due now, in their arrival order.
+    """
+    now = utcnow()
+    end = now if until is None else until
+    if since < now - recovery:
+        raise ValidationError(f"is before the recovery window ({recovery.total_seconds() / 86400:g} days, "
+                              f"recovery_days): events collected earlier cannot be put back", "since")
+    if since >= end:
+        raise ValidationError("must be before until" if until is not None else "must be in the past", "since")
+    with sessions.begin() as session:
+        destination_id = pull_destination(session, account_id)
+        # The state inline, not bound, so that SQLite can use the partial index over done rows.
+        collected = select(QueueItem.event_id).where(
+            QueueItem.destination_id == destination_id, QueueItem.state == literal_column(f"'{QueueState.DONE.value}'"),
+            QueueItem.done_at >= since, QueueItem.done_at < end,
+            *([QueueItem.event_type.in_(types)] if types else []),
+        )
+        return queue.requeue_events(session, destination_id, Event.id.in_(collected), now)
 
 
 def _own_batch(session: Session, account_id: int, batch_id: str) -> PullBatch:

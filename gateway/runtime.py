@@ -1,7 +1,9 @@
 """The running gateway's shared objects: settings, the store's engine and its session factory."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -12,8 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.config import STORE_HINT, Settings
 from gateway.errors import ConfigError
 from gateway.store.db import current_revision, make_engine, make_read_sessions, make_sessions, upgrade
+from gateway.vault import attach, check_opens, load_vault
 
 POSTGRES_EXTRA = "pip install 'eventgw[postgres]'"
+
+
+class Role(str, enum.Enum):
+    """What a gateway process runs, as its health check reports it."""
+
+    WEB = "web"  # gateway serve --no-dispatcher (and the tests' servers)
+    WEB_AND_DISPATCHER = "web+dispatcher"  # gateway serve
+    WORKER = "worker"  # gateway worker
 
 
 @dataclass
@@ -24,6 +35,10 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     read_sessions: sessionmaker[Session]
+    # What this process runs; set by the command that starts it.
+    role: Role = Role.WEB
+    # Set when the process has been told to stop: it finishes what it holds and takes nothing new.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -51,8 +66,12 @@ def open_runtime(settings: Settings, *, migrate: bool = True, create: bool = Tru
         if not create and current_revision(engine) is None:
             raise ConfigError(f"no store at {settings.store}: the database has no eventgw tables; create them "
                               f"with 'gateway db upgrade', or name another store with {STORE_HINT}")
+        # The store's keys, before a migration that may seal secrets with them.
+        keys = load_vault(settings)
+        attach(engine, keys)
         if migrate:
             upgrade(engine)
+            check_opens(engine, keys)
     except BaseException:
         engine.dispose()
         raise

@@ -6,9 +6,10 @@ import threading
 import time
 from typing import Any
 
+from waitress import wasyncore
 from waitress.server import create_server
 
-from gateway.app import create_app
+from gateway.app import answer_refusals, create_app
 from gateway.errors import ConfigError
 from gateway.runtime import Runtime
 
@@ -24,13 +25,15 @@ def make_server(runtime: Runtime, host: str, port: int, threads: int) -> Any:
     """
     app = create_app(runtime)
     try:
-        return create_server(
+        server = create_server(
             app, host=host, port=port, threads=threads, ident="eventgw",
-            # Twice the app's limit, so that an oversized body reaches the app and gets the
-            # protocol's own error (JSON 413, SOAP Fault), not waitress's text.
-            max_request_body_size=2 * runtime.settings.max_body_bytes,
+            # A body over the limit is refused from its Content-Length (or as soon as a chunked
+            # one passes it), before waitress reads and buffers it: a JSON 413, or a SOAP Fault.
+            max_request_body_size=runtime.settings.max_body_bytes + 1,
             outbuf_overflow=RESPONSE_BUFFER_BYTES,
         )
+        answer_refusals(server)
+        return server
     except (OSError, ValueError) as exc:  # waitress: ValueError for a host it cannot resolve
         raise ConfigError(f"cannot listen on {host}:{port}: {_why(exc, runtime, port)}") from None
 
@@ -49,6 +52,34 @@ def _why(exc: OSError | ValueError, runtime: Runtime, port: int) -> str:
     if code == errno.EADDRNOTAVAIL or isinstance(exc, ValueError):
         return f"no such address here; {change_host}"
     return f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}; {change_host}, or {change_port}"
+
+
+def run_until_stopped(server: Any, stopping: threading.Event, grace: float) -> None:
+    """Run ``server`` (in this thread) until ``stopping`` is set; then stop accepting connections, let
+    the requests in flight finish and their answers go out (at most ``grace`` seconds), and return."""
+    watcher = threading.Thread(target=_close_when_stopping, args=(server, stopping, grace), name="web-shutdown",
+                               daemon=True)
+    watcher.start()
+    server.run()
+    server.task_dispatcher.shutdown()
+
+
+def _close_when_stopping(server: Any, stopping: threading.Event, grace: float) -> None:
+    stopping.wait()
+    # Closing the listening socket makes new connections fail at once, so a load balancer
+    # sends them to another web process; connections already open stay served.
+    server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))
+    deadline = time.monotonic() + grace
+    while _busy(server) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # With every channel closed (the trigger too) waitress's loop has nothing left and returns.
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+
+
+def _busy(server: Any) -> bool:
+    """Whether some connection has a request being read, run or answered (idle keep-alive ones do not count)."""
+    return any(channel.requests or channel.request is not None or channel.total_outbufs_len
+               for channel in list(server.active_channels.values()))
 
 
 class ServerThread:

@@ -1,4 +1,4 @@
-"""What an account has: stored events per type and what waits for each destination."""
+"""What an account has: stored events per type, and what waits and what is parked for each destination."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,31 +7,29 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.store.models import Destination, Event, QueueItem, utcnow
-from gateway.store.queue import PENDING
+from gateway.store import queue
+from gateway.store.models import Destination, Event, utcnow
 
 
 def account_stats(session: Session, account_id: int) -> dict[str, Any]:
-    """``{"events": {TYPE: n}, "pending": {destination id: {...}}}`` for one account."""
+    """``{"events": {TYPE: n}, "pending": {destination id: {...}}}`` for one account.
+
+    ``oldest_age_seconds`` is how long ago the oldest waiting event arrived (not when its next
+    try is due: it grows during a retry's backoff). ``parked`` counts a destination's events
+    set aside because they cannot be rendered (the attempt log says why); they no longer wait.
+    """
     events = dict(
         session.execute(
             select(Event.type, func.count()).where(Event.account_id == account_id).group_by(Event.type)
         ).all()
     )
-    waiting = {
-        destination_id: (count, oldest)
-        for destination_id, count, oldest in session.execute(
-            select(QueueItem.destination_id, func.count(), func.min(QueueItem.due_at))
-            .join(Destination, Destination.id == QueueItem.destination_id)
-            .where(Destination.account_id == account_id, PENDING)
-            .group_by(QueueItem.destination_id)
-        )
-    }
     now = utcnow()
     pending: dict[str, Any] = {}
-    for destination in session.scalars(
-        select(Destination).where(Destination.account_id == account_id).order_by(Destination.id)
-    ):
+    destinations = session.scalars(
+        select(Destination).where(Destination.account_id == account_id).order_by(Destination.id)).all()
+    waiting = queue.waiting(session, [d.id for d in destinations])
+    parked = queue.count_parked(session, [d.id for d in destinations])
+    for destination in destinations:
         count, oldest = waiting.get(destination.id, (0, None))
         pending[str(destination.id)] = {
             "kind": destination.kind,
@@ -39,6 +37,7 @@ def account_stats(session: Session, account_id: int) -> dict[str, Any]:
             "active": destination.active,
             "pending": count,
             "oldest_age_seconds": _age(now, oldest),
+            "parked": parked.get(destination.id, 0),
         }
     return {"events": {etype: events[etype] for etype in sorted(events)}, "total": sum(events.values()),
             "pending": pending}

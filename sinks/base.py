@@ -1,6 +1,7 @@
 """What every sink shares: the Sink protocol, the Receipt it returns, and how transport failures read."""
 from __future__ import annotations
 
+import errno
 import re
 import socket
 import ssl
@@ -11,8 +12,13 @@ from typing import Protocol
 from gateway.errors import DeliveryError
 from gateway.events.model import Event
 
-EXCERPT_LIMIT = 500
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# What of a peer's answer is kept and shown: enough to recognise an error page, too little
+# to read a document through the gateway from a host it can reach.
+EXCERPT_LIMIT = 200
+_SPACE = re.compile(r"\s+")
+# Errors of connecting that say only that the peer could not be reached.
+_UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN,
+                          errno.ENETDOWN, errno.EADDRNOTAVAIL})
 
 
 @dataclass(frozen=True)
@@ -36,14 +42,29 @@ class Sink(Protocol):
 
 
 def excerpt(data: bytes | str, limit: int = EXCERPT_LIMIT) -> str:
-    """At most ``limit`` characters of a peer's answer, safe to log and show (control characters removed)."""
-    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-    return _CONTROL.sub("", text[: limit * 2])[:limit]
+    """At most ``limit`` printable characters of a peer's answer, safe to log and show: runs of white
+    space become one space, control and other invisible characters are removed."""
+    text = data[: limit * 4].decode("utf-8", errors="replace") if isinstance(data, bytes) else data[: limit * 4]
+    text = _SPACE.sub(" ", text)
+    return "".join(c for c in text if c.isprintable()).strip()[:limit]
 
 
-def network_error(exc: OSError, peer: str, timeout: float, during: str = "") -> DeliveryError:
-    """A retryable DeliveryError that says in plain words what went wrong talking to ``peer`` (``host:port``)."""
-    if isinstance(exc, ConnectionRefusedError):
+def unreachable(peer: str) -> DeliveryError:
+    """The one retryable error for a target that could not be connected to, refused, unreachable or silent
+    alike: telling these apart would let an account map the networks the gateway can reach."""
+    return DeliveryError(f"could not connect to {peer}", retryable=True)
+
+
+def network_error(exc: OSError, peer: str, timeout: float, during: str = "", *, trusted: bool = False
+                  ) -> DeliveryError:
+    """A retryable DeliveryError that says in plain words what went wrong talking to ``peer`` (``host:port``).
+
+    For a target an account supplied, a failure to connect reads alike whatever its cause (see
+    ``unreachable``); a ``trusted`` peer (the operator's SMTP relay) gets the precise reason.
+    """
+    if not trusted and (isinstance(exc, ConnectionRefusedError) or exc.errno in _UNREACHABLE):
+        message = unreachable(peer).args[0]
+    elif isinstance(exc, ConnectionRefusedError):
         message = f"connection refused by {peer}"
     elif isinstance(exc, TimeoutError):
         message = f"no answer from {peer} within {timeout:g} s"

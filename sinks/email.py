@@ -1,4 +1,8 @@
-"""Email delivery: one message per batch, a short summary and the events as a CSV attachment, over SMTP."""
+"""Email delivery: one message per batch, a short summary and the events as a CSV attachment, over SMTP.
+
+The SMTP relay is the operator's (from configuration), so the outbound address policy does not
+apply to it; each message must still be sent within the delivery deadline (``sinks.deadline``).
+"""
 from __future__ import annotations
 
 import csv
@@ -7,6 +11,7 @@ import hashlib
 import io
 import re
 import smtplib
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +25,7 @@ from gateway.errors import DeliveryError
 from gateway.events import formats
 from gateway.events import model as ev
 from gateway.events.model import Event
+from sinks import deadline
 from sinks.base import Receipt, excerpt, network_error, tls_context
 
 SECURITY_MODES = ("none", "starttls", "tls")
@@ -28,7 +34,11 @@ _MSGID_SAFE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,100}$")
 
 @dataclass(frozen=True, kw_only=True)
 class SmtpSettings:
-    """How to reach the SMTP server; ``security`` is ``none``, ``starttls`` or ``tls`` (implicit TLS, port 465)."""
+    """How to reach the SMTP server; ``security`` is ``none``, ``starttls`` or ``tls`` (implicit TLS, port 465).
+
+    ``timeout`` bounds each wait for the server; ``deadline`` a whole small message (a large one gets
+    more, see ``deadline.for_transfer``).
+    """
 
     host: str
     port: int = 587
@@ -37,6 +47,7 @@ class SmtpSettings:
     password: str | None = None
     sender: str
     timeout: float = 30.0
+    deadline: float = 30.0
     verify_tls: bool = True
     ca_file: str | None = None
 
@@ -46,9 +57,14 @@ class SmtpSettings:
 
 
 class _SMTP(smtplib.SMTP):
-    """Remembers the server's answer to DATA (it names the queue id), which ``sendmail`` throws away."""
+    """Remembers the server's answer to DATA (it names the queue id), which ``sendmail`` throws away;
+    its connection is watched by the running attempt's deadline."""
 
     data_reply: tuple[int, bytes] = (0, b"")
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        return deadline.watch(sock)
 
     def data(self, msg: Any) -> tuple[int, bytes]:
         self.data_reply = super().data(msg)
@@ -91,13 +107,11 @@ class EmailSink:
         message.set_content(summary(self.account, events))
         data = csv_bytes(events)
         if len(data) > self.gzip_threshold:
-            message.add_attachment(
-                gzip.compress(data, mtime=0), maintype="application", subtype="gzip",
-                filename=f"events-{message_id}.csv.gz",
-            )
+            data = gzip.compress(data, mtime=0)
+            message.add_attachment(data, maintype="application", subtype="gzip", filename=f"events-{message_id}.csv.gz")
         else:
             message.add_attachment(data, maintype="text", subtype="csv", filename=f"events-{message_id}.csv")
-        return self._send(message)
+        return self._send(message, len(data))
 
     def send_notice(self, subject: str, body: str) -> Receipt:
         """Send a plain-text operational notice (a destination deactivated, say) to the recipients."""
@@ -115,9 +129,22 @@ class EmailSink:
             message["Message-ID"] = message_id_header(message_id, self.smtp.sender)
         return message
 
-    def _send(self, message: EmailMessage) -> Receipt:
+    def _send(self, message: EmailMessage, size: int = 0) -> Receipt:
+        """Send ``message`` (about ``size`` bytes of attachment) within the deadline."""
+        peer = f"{self.smtp.host}:{self.smtp.port}"
+        # Base64 makes an attachment a third larger on the wire.
+        with deadline.Deadline(deadline.for_transfer(self.smtp.deadline, size * 4 // 3)) as limit:
+            try:
+                return self._exchange(message, peer)
+            except DeliveryError as exc:
+                if limit.expired:
+                    raise DeliveryError(
+                        f"{peer} did not take the message within the delivery deadline of {round(limit.seconds, 1):g} s"
+                    ) from exc
+                raise
+
+    def _exchange(self, message: EmailMessage, peer: str) -> Receipt:
         settings = self.smtp
-        peer = f"{settings.host}:{settings.port}"
         try:
             with self._connect() as client:
                 if settings.username:
@@ -138,7 +165,7 @@ class EmailSink:
         except smtplib.SMTPServerDisconnected as exc:
             raise DeliveryError(f"{peer} closed the connection: {exc}") from exc
         except OSError as exc:
-            raise network_error(exc, peer, settings.timeout) from exc
+            raise network_error(exc, peer, settings.timeout, trusted=True) from exc
         detail = f"mailed to {', '.join(self.recipients)} via {peer}"
         if refused:
             detail += "; refused: " + ", ".join(sorted(refused))

@@ -2,6 +2,8 @@
 
 A reader of the remote directory therefore sees a file either complete under its final name
 or not at all; temporary files are named ``.<name>.<random>.part`` and removed on failure.
+Connections go only to addresses the target's outbound policy permits (``sinks.outbound``), and
+a whole upload must end within its deadline (``sinks.deadline``).
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from gateway.errors import DeliveryError
+from sinks import deadline
 from sinks.base import Receipt, excerpt, network_error, tls_context
+from sinks.outbound import PUBLIC_ONLY, OutboundPolicy
 
 PROTOCOLS = ("ftp", "ftps", "sftp")
 DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "sftp": 22}
@@ -47,6 +51,8 @@ class FileTarget:
     """Where files go.
 
     ``known_hosts`` holds OpenSSH known_hosts lines (SFTP); ``port`` None means the protocol's default.
+    ``timeout`` bounds each wait for the server; ``deadline`` a whole upload of a small file (a large
+    one gets more, see ``deadline.for_transfer``); ``policy`` says which addresses the host may have.
     """
 
     protocol: str
@@ -61,6 +67,8 @@ class FileTarget:
     verify_tls: bool = True
     ca_file: str | None = None
     timeout: float = 30.0
+    deadline: float = 30.0
+    policy: OutboundPolicy = PUBLIC_ONLY
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -112,6 +120,18 @@ class _Uploader(ABC):
         return self._put(io.BytesIO(PROBE_CONTENT), f".eventgw-probe-{secrets.token_hex(4)}", keep=False)
 
     def _put(self, source: BinaryIO, name: str, keep: bool) -> Receipt:
+        size = source.seek(0, io.SEEK_END)
+        source.seek(0)
+        with deadline.Deadline(deadline.for_transfer(self.target.deadline, size)) as limit:
+            try:
+                return self._transfer(source, name, keep)
+            except DeliveryError as exc:
+                if limit.expired:
+                    raise DeliveryError(f"{self.target.address} did not take the file within the delivery deadline "
+                                        f"of {round(limit.seconds, 1):g} s") from exc
+                raise
+
+    def _transfer(self, source: BinaryIO, name: str, keep: bool) -> Receipt:
         part = f".{name}.{secrets.token_hex(4)}.part"
         with self._session() as conn:
             try:
@@ -154,11 +174,32 @@ class _Uploader(ABC):
     def _delete(self, conn: Any, name: str) -> None: ...
 
 
+def _open_control(ftp: ftplib.FTP, target: FileTarget) -> None:
+    """What ``ftp.connect`` does, but to an address of the host that the target's policy permits, and
+    under the attempt's deadline. Passive data connections go to the same address (ftplib does not
+    trust the one a server names); TLS still checks the certificate against the host name."""
+    port = target.port or DEFAULT_PORTS[target.protocol]
+    ftp.host, ftp.port = target.host, port
+    ftp.sock = deadline.watch(target.policy.connect(target.host, port, target.timeout))
+    ftp.af = ftp.sock.family
+    ftp.file = ftp.sock.makefile("r", encoding=ftp.encoding)
+    ftp.welcome = ftp.getresp()
+
+
+class _FTP(ftplib.FTP):
+    """FTP whose data connections are watched by the attempt's deadline (as objects: their close ends
+    the upload, and must reach the server at once)."""
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
+        conn, size = super().ntransfercmd(cmd, rest)
+        return deadline.watch_object(conn), size
+
+
 class _FTP_TLS(ftplib.FTP_TLS):
     """FTP_TLS that resumes the control connection's TLS session on data connections.
 
     Many servers (vsftpd, FileZilla Server) refuse data connections that do not, and ftplib
-    does not do it by itself.
+    does not do it by itself. Its data connections are watched by the attempt's deadline.
     """
 
     def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
@@ -166,7 +207,7 @@ class _FTP_TLS(ftplib.FTP_TLS):
         if self._prot_p:  # type: ignore[attr-defined]
             session = cast(ssl.SSLSocket, self.sock).session
             conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
-        return conn, size
+        return deadline.watch_object(conn), size
 
 
 class FtpUploader(_Uploader):
@@ -179,10 +220,10 @@ class FtpUploader(_Uploader):
         if target.protocol == "ftps":
             ftp = _FTP_TLS(context=self._tls_context(), timeout=target.timeout)
         else:
-            ftp = ftplib.FTP(timeout=target.timeout)
+            ftp = _FTP(timeout=target.timeout)
         try:
             with self._step("connection"):
-                ftp.connect(target.host, target.port or DEFAULT_PORTS[target.protocol])
+                _open_control(ftp, target)
             with self._step(f"login as {target.username!r}"):
                 ftp.login(target.username, target.password or "")
                 if isinstance(ftp, ftplib.FTP_TLS):
@@ -269,8 +310,10 @@ class SftpUploader(_Uploader):
         client.set_missing_host_key_policy(_RefuseUnknownHost(target.address))
         try:
             with self._step("connection"):
+                port = target.port or DEFAULT_PORTS["sftp"]
+                sock = deadline.watch(target.policy.connect(target.host, port, target.timeout))
                 client.connect(
-                    target.host, target.port or DEFAULT_PORTS["sftp"], username=target.username,
+                    target.host, port, sock=sock, username=target.username,
                     password=target.password, pkey=self._key, timeout=target.timeout,
                     banner_timeout=target.timeout, auth_timeout=target.timeout, channel_timeout=target.timeout,
                     allow_agent=False, look_for_keys=False,

@@ -15,6 +15,11 @@ for the n-th event, counting from 0, in the single formats; both stable across r
 ``webhook-timestamp`` (Unix seconds of this attempt) and, when secrets are configured,
 ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`` for each secret,
 separated by spaces, so a receiver can rotate secrets without downtime.
+
+Connections go only to addresses the outbound policy permits (``sinks.outbound``), to exactly
+the address checked, with TLS still verifying the URL's host name. Each request (connect, send
+and the whole answer) must end within the sink's deadline (``sinks.deadline``), however slowly
+the receiver drips its answer; redirects are never followed.
 """
 from __future__ import annotations
 
@@ -23,18 +28,24 @@ import binascii
 import hashlib
 import hmac
 import http.client
+import re
 import secrets as random_source
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
+    NameResolutionError,
     NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
@@ -44,7 +55,9 @@ from urllib3.exceptions import (
 from gateway.errors import DeliveryError
 from gateway.events import formats
 from gateway.events.model import Event
-from sinks.base import Receipt, excerpt, network_error
+from sinks.base import Receipt, excerpt, network_error, unreachable
+from sinks.deadline import Deadline, watch
+from sinks.outbound import PUBLIC_ONLY, OutboundPolicy
 
 FORMATS = ("json", "json-single", "form")
 DEFAULT_USER_AGENT = "eventgw-webhooks/1"
@@ -53,9 +66,17 @@ MIN_SECRET_BYTES = 24
 # Enough of an answer to show and to let a kept-alive connection be reused; anything longer
 # is not read, and its connection is closed instead.
 MAX_RESPONSE_BYTES = 64 * 1024
-_RESERVED_HEADERS = frozenset(
-    {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host"}
-)
+# Headers the sink sets itself, and headers that carry credentials or steer the connection
+# (a configured Authorization would sneak past basic_auth; Host, Cookie and Proxy-* could make
+# a receiver or a proxy on the way treat the request as someone else's).
+_RESERVED_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"})
+_REFUSED_HEADERS = frozenset({
+    "authorization", "cookie", "host", "content-length", "transfer-encoding", "connection", "keep-alive", "te",
+    "trailer", "upgrade", "expect",
+})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+MAX_HEADERS = 20
+MAX_HEADER_VALUE = 1000
 
 
 def parse_secret(secret: str) -> bytes:
@@ -78,7 +99,10 @@ def generate_secret() -> str:
 
 def check_url(url: str) -> urllib3.util.Url:
     """``url`` parsed, if the sink can post to it; ValueError saying why not."""
-    parsed = urllib3.util.parse_url(url)
+    try:
+        parsed = urllib3.util.parse_url(url)
+    except urllib3.exceptions.LocationParseError:
+        raise ValueError(f"{url!r} is not an http or https URL") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError(f"{url!r} is not an http or https URL")
     if parsed.auth:
@@ -87,12 +111,32 @@ def check_url(url: str) -> urllib3.util.Url:
     return parsed
 
 
-def check_headers(headers: Mapping[str, str], *, basic_auth: bool) -> None:
-    """ValueError if ``headers`` configure one the sink sets itself (Authorization too, with ``basic_auth``)."""
-    reserved = _RESERVED_HEADERS | ({"authorization"} if basic_auth else set())
-    clashes = sorted(name for name in headers if name.lower() in reserved)
-    if clashes:
-        raise ValueError(f"headers {', '.join(clashes)} are set by the sink and cannot be configured")
+def url_target(url: str) -> tuple[str, int]:
+    """The host (an IPv6 address without brackets) and port a checked ``url`` connects to."""
+    parsed = check_url(url)
+    host = (parsed.host or "").strip("[]")
+    return host, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def check_headers(headers: Mapping[str, str]) -> None:
+    """ValueError naming the first header that cannot be configured: one the sink sets itself, one that
+    carries credentials or steers the connection (Authorization: use basic_auth; Host, Cookie, Proxy-*),
+    or a malformed name or value."""
+    if len(headers) > MAX_HEADERS:
+        raise ValueError(f"at most {MAX_HEADERS} headers can be configured")
+    for name, value in headers.items():
+        lowered = name.lower()
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"{excerpt(name, 100)!r} is not a valid header name")
+        if lowered in _RESERVED_HEADERS:
+            raise ValueError(f"header {name} is set by the sink and cannot be configured")
+        if lowered == "authorization":
+            raise ValueError(f"header {name} cannot be configured; give credentials in basic_auth")
+        if lowered in _REFUSED_HEADERS or lowered.startswith("proxy-"):
+            raise ValueError(f"header {name} cannot be configured")
+        if len(value) > MAX_HEADER_VALUE or any(c in value for c in "\r\n\x00"):
+            raise ValueError(f"header {name} must have a value of at most {MAX_HEADER_VALUE} characters "
+                             "on one line")
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -137,8 +181,57 @@ def _json(value: object) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_UTC_Z)
 
 
+def _open(conn: HTTPConnection, policy: OutboundPolicy) -> socket.socket:
+    """A new socket for ``conn``, to an address the policy permits, under the running attempt's deadline."""
+    timeout = conn.timeout if isinstance(conn.timeout, (int, float)) else None
+    try:
+        sock = policy.connect(conn.host, conn.port or 80, timeout)
+    except socket.gaierror as exc:
+        raise NameResolutionError(conn.host, conn, exc) from exc
+    except TimeoutError as exc:
+        raise ConnectTimeoutError(conn, f"connection to {conn.host} timed out") from exc
+    except OSError as exc:
+        raise NewConnectionError(conn, f"failed to establish a new connection: {exc}") from exc
+    for option in conn.socket_options or ():
+        sock.setsockopt(*option)
+    return watch(sock)
+
+
+class _Connection(HTTPConnection):
+    """An HTTP connection made by the outbound policy, its socket watched by each request's deadline."""
+
+    def __init__(self, *args: Any, policy: OutboundPolicy, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy = policy
+
+    def _new_conn(self) -> socket.socket:
+        return _open(self, self.policy)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.sock is not None:  # a kept-alive connection, made by an earlier request
+            watch(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _SecureConnection(_Connection, HTTPSConnection):
+    """``_Connection`` over TLS; the certificate is checked against the URL's host name, not the address."""
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _SecurePool(HTTPSConnectionPool):
+    ConnectionCls = _SecureConnection
+
+
 class HttpSink:
-    """POSTs batches to one URL over a connection pool kept for the life of the sink."""
+    """POSTs batches to one URL over a connection pool kept for the life of the sink.
+
+    ``timeout`` bounds connecting and each wait for the receiver; ``deadline`` each whole
+    request (connect, send, and the whole answer). ``policy`` says which addresses the URL may
+    reach (by default public ones only).
+    """
 
     def __init__(
         self,
@@ -149,6 +242,8 @@ class HttpSink:
         headers: Mapping[str, str] | None = None,
         basic_auth: tuple[str, str] | None = None,
         timeout: float = 10.0,
+        deadline: float = 30.0,
+        policy: OutboundPolicy = PUBLIC_ONLY,
         verify_tls: bool = True,
         max_retry_after: float = 3600.0,
         max_bytes: int | None = None,
@@ -159,24 +254,29 @@ class HttpSink:
             raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
         for secret in secrets:
             parse_secret(secret)
-        check_headers(headers or {}, basic_auth=bool(basic_auth))
+        check_headers(headers or {})
         self.url = url
         self.format = format
         self.secrets = tuple(secrets)
-        self.timeout = timeout
+        self.timeout = min(timeout, deadline)
+        self.deadline = deadline
         self.max_retry_after = max_retry_after
         self.max_bytes = max_bytes
-        self._peer = f"{parsed.host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+        host, port = url_target(url)
+        self._peer = f"{parsed.host}:{port}"
         self._path = parsed.request_uri
         self._headers = {"User-Agent": user_agent, **(headers or {})}
         if basic_auth:
             # UTF-8, as RFC 7617 recommends (urllib3's helper would use Latin-1).
             token = base64.b64encode(":".join(basic_auth).encode("utf-8")).decode("ascii")
             self._headers["Authorization"] = f"Basic {token}"
-        tls = {"cert_reqs": "CERT_REQUIRED" if verify_tls else "CERT_NONE"} if parsed.scheme == "https" else {}
-        self._pool = urllib3.connection_from_url(
-            url, timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=4, **tls
-        )
+        timeouts = urllib3.Timeout(connect=self.timeout, read=self.timeout)
+        self._pool: HTTPConnectionPool
+        if parsed.scheme == "https":
+            self._pool = _SecurePool(host, port, timeout=timeouts, retries=False, maxsize=4, policy=policy,
+                                     cert_reqs="CERT_REQUIRED" if verify_tls else "CERT_NONE")
+        else:
+            self._pool = _Pool(host, port, timeout=timeouts, retries=False, maxsize=4, policy=policy)
 
     def deliver(self, message_id: str, events: Sequence[Event]) -> Receipt:
         """POST the batch (one request; several when ``max_bytes`` splits a json batch; one per
@@ -217,16 +317,19 @@ class HttpSink:
         }
         if self.secrets:
             headers["webhook-signature"] = " ".join(sign(s, webhook_id, timestamp, body) for s in self.secrets)
-        try:
-            response = self._pool.urlopen(
-                "POST", self._path, body=body, headers=headers, redirect=False, preload_content=False
-            )
-        except HTTPError as exc:
-            raise self._transport_error(exc) from exc
-        try:
-            answer = self._read_bounded(response)
-        finally:
-            response.release_conn()
+        with Deadline(self.deadline) as limit:
+            timeouts = urllib3.Timeout(connect=min(self.timeout, limit.remaining()), read=self.timeout)
+            try:
+                response = self._pool.urlopen(
+                    "POST", self._path, body=body, headers=headers, redirect=False, preload_content=False,
+                    timeout=timeouts,
+                )
+            except HTTPError as exc:
+                raise self._transport_error(exc, limit) from exc
+            try:
+                answer = self._read_bounded(response)
+            finally:
+                response.release_conn()
         self._check(response, answer)
         return response.status, answer
 
@@ -248,7 +351,7 @@ class HttpSink:
             return
         shown = excerpt(answer)
         if 300 <= status < 400:
-            target = response.headers.get("Location", "(no Location)")
+            target = excerpt(response.headers.get("Location", "(no Location)"))
             message = f"HTTP {status} from {self.url}: redirected to {target} (not followed; update the URL)"
         else:
             message = f"HTTP {status} from {self.url}" + (f": {shown}" if shown else "")
@@ -276,11 +379,14 @@ class HttpSink:
             seconds = (when - datetime.now(timezone.utc)).total_seconds()
         return min(max(seconds, 0.0), self.max_retry_after)
 
-    def _transport_error(self, exc: HTTPError) -> DeliveryError:
+    def _transport_error(self, exc: HTTPError, limit: Deadline) -> DeliveryError:
+        if limit.expired:
+            return DeliveryError(
+                f"no complete answer from {self._peer} within the delivery deadline of {round(limit.seconds, 1):g} s")
         if isinstance(exc, NewConnectionError) and isinstance(exc.__cause__, OSError):
             return network_error(exc.__cause__, self._peer, self.timeout)
         if isinstance(exc, ConnectTimeoutError):
-            return DeliveryError(f"no connection to {self._peer} within {self.timeout:g} s")
+            return unreachable(self._peer)
         if isinstance(exc, ReadTimeoutError):
             return DeliveryError(f"no answer from {self._peer} within {self.timeout:g} s")
         cause = exc.args[-1] if exc.args else None

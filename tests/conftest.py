@@ -2,6 +2,8 @@
 
 Every module in tests/fixtures/ is loaded as a pytest plugin (real PostgreSQL, HTTP,
 SMTP, FTP and SSH servers). Helpers that are not fixtures live in tests/support/.
+For the whole session, a guard refuses every connection to a non-loopback address and
+fails the test that tried it (tests/support/netguard.py).
 """
 from __future__ import annotations
 
@@ -10,16 +12,48 @@ from pathlib import Path
 
 import pytest
 
+from gateway import passwords
 from gateway.accounts import NewAccount, create_account
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
+from tests.support.netguard import Guard
 from tests.support.runtime import PASSWORD, make_runtime
 
-pytest_plugins = sorted(
+pytest_plugins = ["pytester", *sorted(  # pytester: tests of the suite's own guard run a suite inside it
     f"tests.fixtures.{path.stem}"
     for path in (Path(__file__).parent / "fixtures").glob("*.py")
     if not path.stem.startswith("_")
-)
+)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def network_guard() -> Iterator[Guard]:
+    """The guard against connections to non-loopback addresses, installed for the whole session."""
+    guard = Guard()
+    guard.install()
+    yield guard
+    guard.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(network_guard: Guard) -> Iterator[None]:
+    """Fail any test during which something tried to connect to a non-loopback address."""
+    network_guard.take()
+    yield
+    blocked = network_guard.take()
+    if blocked:
+        pytest.fail(f"the test tried to connect to non-loopback addresses: {blocked}", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes() -> Iterator[None]:
+    """Password hashes at a test-only low cost, through the one place that sets it (gateway.passwords.COST):
+    OWASP's costs 128 MiB and a third of a second per account created or login checked.
+    tests/test_passwords.py checks the real cost."""
+    real = passwords.COST
+    passwords.COST = passwords.ScryptCost(n=2**8, r=8, p=1)
+    yield
+    passwords.COST = real
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

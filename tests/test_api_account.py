@@ -71,12 +71,14 @@ def test_a_password_change_is_checked(live_server: ServerThread, account: NewAcc
     wrong = {"current_password": "wrong", "password": NEW_PASSWORD}
     assert problems(call(live_server, "PUT", "/password", account.api_key, wrong)) == [
         ("current_password", "is not the account's password")]
-    # Guessing the current password with a stolen API key ends in the lockout, as guessing logins does.
+    # Guessing the current password with a stolen API key makes the address wait, as guessing logins does.
     for _ in range(4):
         call(live_server, "PUT", "/password", account.api_key, wrong)
-    locked = call(live_server, "PUT", "/password", account.api_key, {"current_password": PASSWORD,
-                                                                    "password": NEW_PASSWORD})
-    assert error(locked, 401)["message"] == "too many failed logins; try again later"
+    waits = call(live_server, "PUT", "/password", account.api_key, {"current_password": PASSWORD,
+                                                                   "password": NEW_PASSWORD})
+    assert error(waits, 429) == {"error": "too_many_attempts", "retry_after": 1,
+                                 "message": "too many failed logins from this address; try again in 1 s"}
+    assert waits.headers["Retry-After"] == "1"
     assert error(call(live_server, "PUT", "/password", None, wrong), 401)["error"] == "unauthorized"
     assert error(call(live_server, "GET", "/password"), 405)["error"] == "method_not_allowed"
 

@@ -288,7 +288,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], subprocess.Pop
 
 def test_serve(served: tuple[str, dict[str, str], subprocess.Popen[bytes]], tmp_path: Path) -> None:
     url, env, process = served
-    assert requests.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+    health = requests.get(f"{url}/healthz", timeout=5).json()
+    assert health == {"status": "ok", "role": "web+dispatcher", "database": "sqlite"}
     _, api_key = create_acme(env)
     response = requests.post(f"{url}/api/v1/events", json=[raw_event("e1")],
                              headers={"Authorization": f"Bearer {api_key}"}, timeout=10)

@@ -34,6 +34,8 @@ def other_value(name: str, default: Any) -> tuple[str, Any]:
         return "starttls", "starttls"
     if name == "database_url":
         return "sqlite:////elsewhere/eventgw.db", "sqlite:////elsewhere/eventgw.db"
+    if name == "outbound_allow_networks":
+        return "10.20.0.0/16,fd00::/8", "10.20.0.0/16,fd00::/8"
     if isinstance(default, bool):
         return str(not default).lower(), not default
     if isinstance(default, int):

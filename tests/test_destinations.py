@@ -20,7 +20,8 @@ from gateway.runtime import Runtime
 from gateway.store.models import Account, Destination, QueueItem, utcnow
 from tests.support.events import ingest, raw_event
 from tests.support.ftp import FtpServer
-from tests.support.runtime import PASSWORD, make_runtime
+from tests.support.openpgp import key_pair
+from tests.support.runtime import LOOPBACK_NETWORKS, PASSWORD, make_runtime
 from tests.support.smtp import SmtpServer
 from tests.support.sshd import SshdServer
 
@@ -103,10 +104,11 @@ def test_create_show_change_test_and_delete_an_sftp_destination(
                                   "at", "file_name", "line_format", "gzip", "has_private_key", "active")} == {
         "kind": "sftp", "events": ["OPEN", "CLICK"], "protocol": "sftp", "host": "127.0.0.1",
         "port": sshd_server.port, "username": sshd_server.username, "remote_dir": str(directory),
-        "period": "daily", "at": "06:00", "file_name": "events-%Y%m%d.log", "line_format": "csv", "gzip": True,
-        "has_private_key": True, "active": True}
+        "period": "daily", "at": "06:00", "file_name": "events-{start:%Y%m%d}.{ext}", "line_format": "csv",
+        "gzip": True, "has_private_key": True, "active": True}
+    assert (shown["zip"], shown["empty_files"], shown["trigger"], shown["pgp_fingerprint"]) == (False, True, None, None)
     assert shown["name"] == f"sftp://{sshd_server.username}@127.0.0.1:{sshd_server.port}" \
-                            f"{directory}/events-%Y%m%d.log"
+                            f"{directory}/events-{{start:%Y%m%d}}.{{ext}}"
     assert shown["known_hosts"] == sshd_server.known_hosts
     assert routed(api, "OPEN") == [("sftp", ident)] and routed(api, "BOUNCE")[0][0] == "pull"
     for answer in (created, api.call("GET", f"/destinations/{ident}"), api.call("GET", "/destinations")):
@@ -181,11 +183,17 @@ def test_email_destination_test_sends_a_test_message(tmp_path: Path, sqlite_url:
     ({"line_format": "xml"}, "line_format", "not one of form, csv, jsonl"),
     ({"gzip": "yes"}, "gzip", "true or false"),
     ({"file_name": "in/events-%Y%m%d.log"}, "file_name", "plain file name"),
+    ({"file_name": "{account}_{kind}_{start:%Y%m%d}.csv"}, "file_name", "{kind} is not a field of file names"),
+    ({"file_name": "events.{ext}"}, "file_name", "names every daily file alike"),
+    ({"zip": True, "gzip": True}, "zip", "not both"),
+    ({"trigger": "ok"}, "trigger", "not one of done_file, manifest"),
+    ({"empty_files": "no"}, "empty_files", "true or false"),
+    ({"pgp_public_key": "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnope\n"}, "pgp_public_key", "no OpenPGP public key"),
     ({"port": 70000}, "port", "from 1 to 65535"),
     ({"port": 22.5}, "port", "whole number"),
     ({"events": ["NOPE"]}, "events", "unknown event type"),
     ({"events": []}, "events", "non-empty list"),
-    ({"hostname": "x"}, "hostname", "not a setting of ftp destinations"),
+    ({"hostname": "x"}, "hostname", "not a field of this request (its fields: kind, events, test, host,"),
     ({"ca_file": "/nonexistent/ca.pem"}, "ca_file", "not a file on the gateway"),
     ({"kind": "sftp", "known_hosts": None}, "known_hosts", "is required"),
     ({"kind": "sftp", "known_hosts": "not a known_hosts line"}, "known_hosts", "line 1 is not"),
@@ -265,7 +273,7 @@ def test_export_activate_and_attempts_over_rest(runtime: Runtime, account: NewAc
     exported = api.call("POST", f"/destinations/{ident}/export", date=str(day))
 
     assert exported.status_code == 200 and exported.json()["ok"] is True, exported.text
-    assert (ftp_server.home / f"events-{day:%Y%m%d}.log").read_text().startswith('{"id":"a"')
+    assert (ftp_server.home / f"events-{day:%Y%m%d}.jsonl").read_text().startswith('{"id":"a"')
     assert api.call("POST", f"/destinations/{ident}/export", date="2026-13-01").json()["problems"][0]["field"] == "date"
     ftp_server.disk_full = True
     failed = api.call("POST", f"/destinations/{ident}/export", date=str(day))
@@ -276,9 +284,32 @@ def test_export_activate_and_attempts_over_rest(runtime: Runtime, account: NewAc
     assert activated.status_code == 200 and activated.json()["active"] is True
 
 
+def test_flush_over_rest_uploads_the_current_period_and_export_takes_its_start(
+    runtime: Runtime, account: NewAccount, api: Api, ftp_server: FtpServer
+) -> None:
+    ident = api.call("POST", "/destinations", ftp_body(ftp_server, line_format="csv", trigger="done_file")).json()["id"]
+    ingest(runtime, account.id, [raw_event("a")])
+    today = utcnow().date()
+
+    flushed = api.call("POST", f"/destinations/{ident}/flush")
+
+    assert flushed.status_code == 200, flushed.text
+    assert flushed.json()["detail"].startswith(f"1 events of {today}T00:00:00Z..")
+    name = f"events-{today:%Y%m%d}-0000.csv"
+    assert sorted(p.name for p in ftp_server.home.iterdir()) == [name, name + ".done"]
+    assert (ftp_server.home / name).read_text().splitlines()[1].startswith("a,OPEN,")
+    (ftp_server.home / name).unlink()
+    again = api.call("POST", f"/destinations/{ident}/export", start=f"{today}T00:00")
+    assert again.status_code == 200, again.text
+    assert (ftp_server.home / name).read_text().splitlines()[1].startswith("a,OPEN,")
+    assert api.call("POST", f"/destinations/{ident}/export", start="27.11.").json()["problems"][0]["field"] == "start"
+    assert api.call("POST", f"/destinations/{ident + 100}/flush").status_code == 404
+
+
 def test_cli_manages_destinations(sqlite_url: str, tmp_path: Path, sshd_server: SshdServer) -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("EVENTGW_")},
-           "EVENTGW_DATABASE_URL": sqlite_url, "EVENTGW_HOME": str(tmp_path / "var")}
+           "EVENTGW_DATABASE_URL": sqlite_url, "EVENTGW_HOME": str(tmp_path),
+           "EVENTGW_OUTBOUND_ALLOW_NETWORKS": LOOPBACK_NETWORKS}
     script = str(Path(sys.executable).parent / "gateway")
 
     def gateway(*args: str) -> subprocess.CompletedProcess[str]:
@@ -303,6 +334,11 @@ def test_cli_manages_destinations(sqlite_url: str, tmp_path: Path, sshd_server: 
     (shown,) = json.loads(listed.stdout)["destinations"]
     assert shown["line_format"] == "csv" and "PRIVATE KEY" not in listed.stdout
     assert gateway("destination", "test", "--account", "acme", "2").stdout.startswith("test passed: uploaded and")
+    flushed = gateway("destination", "flush", "--account", "acme", "2")
+    today = utcnow().date()
+    assert flushed.returncode == 0 and flushed.stdout.startswith(f"no events (an empty file) of {today}"), \
+        flushed.stderr
+    assert [p.name for p in directory.iterdir()] == [f"events-{today:%Y%m%d}-0000.csv"]
     bad = gateway("destination", "create", "--account", "acme", "--kind", "sftp", "--host", sshd_server.host,
                   "--username", "u", "--password", "p", "--events", "OPEN")
     assert bad.returncode == 1 and bad.stderr.startswith("Error: invalid input:\n  field 'known_hosts': is required")
@@ -315,3 +351,31 @@ def test_cli_manages_destinations(sqlite_url: str, tmp_path: Path, sshd_server: 
     finally:
         runtime.close()
 
+
+
+def test_cli_creates_a_file_destination_with_a_template_zip_trigger_and_a_binary_pgp_key(sqlite_url: str,
+                                                                                      tmp_path: Path) -> None:
+    gpg, fingerprint = key_pair(tmp_path / "consumer")
+    key_file = tmp_path / "consumer.gpg"
+    key_file.write_bytes(gpg.export_keys(fingerprint, armor=False))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("EVENTGW_")},
+           "EVENTGW_DATABASE_URL": sqlite_url, "EVENTGW_HOME": str(tmp_path)}
+    script = str(Path(sys.executable).parent / "gateway")
+
+    def gateway(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([script, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    assert gateway("account", "create", "acme", "--password", PASSWORD).returncode == 0
+    created = gateway("destination", "create", "--account", "acme", "--kind", "ftp", "--host", "files.example.com",
+                      "--username", "u", "--password", "p", "--events", "OPEN", "--line-format", "csv", "--zip",
+                      "--trigger", "manifest", "--file-name", "{account}_{type}_{start:%Y%m%d}.{ext}",
+                      "--pgp-key-file", str(key_file))
+
+    assert created.returncode == 0, created.stderr
+    (shown,) = json.loads(gateway("destination", "list", "--account", "acme", "--json").stdout)["destinations"]
+    assert {k: shown[k] for k in ("file_name", "zip", "trigger", "empty_files", "pgp_fingerprint")} == {
+        "file_name": "{account}_{type}_{start:%Y%m%d}.{ext}", "zip": True, "trigger": "manifest",
+        "empty_files": True, "pgp_fingerprint": fingerprint}
+    bad = gateway("destination", "create", "--account", "acme", "--kind", "ftp", "--host", "files.example.com",
+                  "--username", "u", "--password", "p", "--events", "OPEN", "--file-name", "{account}.csv")
+    assert bad.returncode == 1 and "field 'file_name'" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,10 +1,6 @@
 """A `gateway worker` killed with SIGKILL mid-batch loses nothing: another worker delivers what it held."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,63 +13,27 @@ from gateway.runtime import Runtime
 from tests.support.delivery import event_ids, pending
 from tests.support.events import raw_event
 from tests.support.http_receiver import Receiver
+from tests.support.processes import Processes, gateway_env
+from tests.support.runtime import LOOPBACK_NETWORKS
 
-GATEWAY = Path(sys.executable).parent / "gateway"
 EVENTS = 100
-# The lease must outlast the HTTP timeout; it is how long the killed worker's batch waits.
+# The lease must outlast the delivery deadline; it is how long the killed worker's batch waits.
 LEASE_SECONDS = 12
 
 
-class Workers:
-    """`gateway worker` processes over one store, each logging to its own file."""
-
-    def __init__(self, database_url: str, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTGW_")}
-        self.env.update(EVENTGW_DATABASE_URL=database_url, EVENTGW_HOME=str(tmp_path),
-                        EVENTGW_DISPATCH_INTERVAL_SECONDS="0.05",
-                        EVENTGW_DISPATCH_LEASE_SECONDS=str(LEASE_SECONDS), EVENTGW_HTTP_TIMEOUT_SECONDS="2")
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        log = open(self.tmp_path / f"worker{len(self.started)}.log", "wb")
-        with log:
-            self.started.append(subprocess.Popen([str(GATEWAY), "worker"], env=self.env, stdout=log,
-                                                 stderr=subprocess.STDOUT))
-        return self.started[-1]
-
-    def logs(self) -> str:
-        return "\n".join(path.read_text(errors="replace") for path in sorted(self.tmp_path.glob("worker*.log")))
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.started:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture
-def workers(runtime: Runtime, tmp_path: Path) -> Iterator[Workers]:
-    started = Workers(runtime.settings.effective_database_url, tmp_path)
+def workers(runtime: Runtime, tmp_path: Path) -> Iterator[Processes]:
+    """`gateway worker` processes over the test's store (start one with ``workers.start("worker")``)."""
+    env = gateway_env(runtime.settings.effective_database_url, tmp_path, dispatch_interval_seconds=0.05,
+                      dispatch_lease_seconds=LEASE_SECONDS, http_timeout_seconds=2, delivery_deadline_seconds=5,
+                      outbound_allow_networks=LOOPBACK_NETWORKS)
+    started = Processes(env, tmp_path)
     yield started
     started.stop_all()
 
 
-def wait(condition: object, timeout: float, what: str, workers: Workers) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen in {timeout} s; worker logs:\n{workers.logs()}")
-        time.sleep(0.05)
-
-
 def test_a_killed_worker_loses_nothing_and_duplicates_keep_their_webhook_id(
-    runtime: Runtime, account: NewAccount, http_receiver: Receiver, workers: Workers
+    runtime: Runtime, account: NewAccount, http_receiver: Receiver, workers: Processes
 ) -> None:
     with runtime.sessions.begin() as session:
         hook = webhooks.create(session, account.id, {"url": http_receiver.url, "events": ["OPEN"],
@@ -82,12 +42,12 @@ def test_a_killed_worker_loses_nothing_and_duplicates_keep_their_webhook_id(
     # Each answer takes 0.2 s, so right after a request arrives its batch is in flight.
     http_receiver.respond(200, delay=0.2)
 
-    first = workers.start()
+    first = workers.start("worker")
     http_receiver.wait_for(3, timeout=30)
     first.kill()
     first.wait(timeout=10)
     in_flight = http_receiver.requests[2]
-    workers.start()
+    workers.start("worker")
 
     def delivered() -> dict[str, set[str]]:
         ids: dict[str, set[str]] = {}
@@ -96,8 +56,8 @@ def test_a_killed_worker_loses_nothing_and_duplicates_keep_their_webhook_id(
                 ids.setdefault(uid, set()).add(request.headers["webhook-id"])
         return ids
 
-    wait(lambda: len(delivered()) == EVENTS and pending(runtime, account.id, hook) == 0, LEASE_SECONDS + 20,
-         "delivery of every event", workers)
+    workers.wait_until(lambda: len(delivered()) == EVENTS and pending(runtime, account.id, hook) == 0,
+                       LEASE_SECONDS + 20, "delivery of every event")
 
     arrivals = delivered()
     assert set(arrivals) == {f"e{i}" for i in range(EVENTS)}

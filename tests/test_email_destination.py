@@ -14,6 +14,7 @@ import pytest
 
 from gateway.accounts import NewAccount, create_account
 from gateway.delivery.engine import Dispatcher
+from gateway.delivery.flush import flush
 from gateway.destinations import management as admin
 from gateway.destinations import webhooks
 from gateway.events import formats
@@ -143,6 +144,27 @@ def test_an_interval_holds_further_messages_back(opener: Opener, acme: NewAccoun
         assert admin.view(session, session.get(Destination, destination))["interval_seconds"] == 600
 
 
+def test_flush_sends_the_waiting_events_now_and_the_interval_counts_from_there(
+    opener: Opener, acme: NewAccount, smtp_server: SmtpServer
+) -> None:
+    runtime = opener(**smtp(smtp_server))
+    destination = add_email(runtime, acme.id, interval_seconds=600)
+    ingest_request(runtime.sessions, acme.id, [raw_event("first")])
+    drain(runtime)
+    ingest_request(runtime.sessions, acme.id, [raw_event("second"), raw_event("third")])
+
+    sent = flush(runtime, acme.id, destination)
+
+    assert sent == {"id": destination, "kind": "email", "detail": "2 events sent in 1 messages"}
+    assert len(smtp_server.messages) == 2
+    assert [row["id"] for row in attachment_rows(smtp_server.messages[1])[1]] == ["second", "third"]
+    ingest_request(runtime.sessions, acme.id, [raw_event("fourth")])
+    drain(runtime)
+    assert len(smtp_server.messages) == 2  # the interval starts again at the flush
+    assert flush(runtime, acme.id, destination)["detail"] == "1 events sent in 1 messages"
+    assert flush(runtime, acme.id, destination)["detail"] == "no events were waiting"
+
+
 def test_a_wrong_password_is_retried_then_the_destination_is_deactivated(
     opener: Opener, acme: NewAccount, smtp_server: SmtpServer
 ) -> None:
@@ -201,7 +223,7 @@ def test_a_deactivated_destination_is_mailed_to_the_account_owner(
     assert smtp_server.envelopes[0][1] == ["owner@example.com"]
     assert message["Subject"] == f"[eventgw] http destination #{hook} of acme was deactivated"
     text = message.get_content()
-    assert f"destination #{hook} (http http://127.0.0.1:" in text and "connection refused" in text
+    assert f"destination #{hook} (http http://127.0.0.1:" in text and "could not connect to 127.0.0.1:" in text
     assert "activate it with replay" in text
 
 

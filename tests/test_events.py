@@ -355,3 +355,34 @@ def test_data_nesting_is_limited_so_that_every_rendering_can_write_it() -> None:
     assert formats.to_json(fine)["data"] == nested(model.MAX_DATA_DEPTH)
     for levels in (model.MAX_DATA_DEPTH + 1, 300, 5000):
         assert problem_fields(raw_event("e1", "OPEN", data=nested(levels))) == [(3, "data")]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"big": 2**64}, "integer beyond 64 bits (at big)"),
+    ({"list": [1, -(2**63) - 1]}, "integer beyond 64 bits (at list.1)"),
+    ({"text": "caf\u00e9 \ud800"}, "not valid Unicode"),
+    ({"caf\udc00": "x"}, "key that is not a text"),
+    ({1: "x"}, "key that is not a text"),
+    ({"when": datetime(2026, 1, 1, tzinfo=timezone.utc)}, "not JSON (datetime)"),
+    ({"a": {"b": [float("-inf")]}}, "NaN or Infinity (at a.b.0)"),
+])
+def test_data_holds_only_what_every_rendering_can_write(data: dict[Any, Any], message: str) -> None:
+    event, problems = model.validate(raw_event("e1", "OPEN", data=data), 0)
+    assert event is None and [p.field for p in problems] == ["data"]
+    assert message in problems[0].message
+
+
+def test_data_at_the_limits_is_accepted_and_renders_everywhere() -> None:
+    data = {"max": 2**64 - 1, "min": -(2**63), "text": "Zürich ✓", "deep": nested(model.MAX_DATA_DEPTH - 1)}
+    event = valid(raw_event("e1", "OPEN", data=data))
+    assert formats.render_problem(event) is None
+
+
+def test_render_problem_names_the_rendering_that_fails() -> None:
+    event = valid(raw_event("e1", "OPEN"))
+    deep: Any = 1
+    for _ in range(300):
+        deep = [deep]
+    assert formats.render_problem({**event, "data": {"deep": deep}}) == (
+        "cannot be rendered as JSON: TypeError: Recursion limit reached")
+    assert "Integer exceeds 64-bit range" in (formats.render_problem({**event, "data": {"n": 2**70}}) or "")

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from gateway import ingest
 from gateway.accounts import NewAccount
-from gateway.errors import TooLarge, ValidationError
-from gateway.ingest import IngestResult, ingest_file, ingest_request, parse_body, store_events
+from gateway.errors import ValidationError
+from gateway.ingest import IngestResult, ingest_file, ingest_request, store_events
 from gateway.runtime import Runtime
 from gateway.store.models import Destination, Event, QueueItem, Route
 from tests.support.events import raw_event, write_jsonl
@@ -245,59 +245,6 @@ def test_file_format_from_name_or_given(tmp_path: Path) -> None:
     assert ingest.file_format(tmp_path / "a.txt", "csv") == "csv"
     with pytest.raises(ValidationError):
         ingest.file_format(tmp_path / "a.txt", "xml")
-
-
-def test_parse_body_reads_ndjson() -> None:
-    body = b'{"id": "e1"}\n\n{"id": "e2"}\r\n'
-    assert parse_body(body, "application/x-ndjson", 10) == [{"id": "e1"}, {"id": "e2"}]
-    assert parse_body(body, "application/json", 10) == [{"id": "e1"}, {"id": "e2"}]
-
-
-def test_parse_body_reads_a_json_array() -> None:
-    body = '\ufeff  [{"id": "e1"},\n {"id": "e2"}]'.encode()
-    assert parse_body(body, "application/json", 10) == [{"id": "e1"}, {"id": "e2"}]
-
-
-def test_parse_body_refuses_more_than_the_batch_limit() -> None:
-    events = [raw_event(f"e{i}") for i in range(10_001)]
-    with pytest.raises(TooLarge):
-        parse_body(json.dumps(events).encode(), "application/json", 10_000)
-    with pytest.raises(TooLarge):
-        parse_body("\n".join(json.dumps(e) for e in events).encode(), "application/x-ndjson", 10_000)
-    assert len(parse_body(json.dumps(events[:10_000]).encode(), "application/json", 10_000)) == 10_000
-
-
-@pytest.mark.parametrize("body", [b"", b"   \n\n "])
-def test_parse_body_refuses_an_empty_body(body: bytes) -> None:
-    with pytest.raises(ValidationError) as caught:
-        parse_body(body, "application/json", 10)
-    assert [p.field for p in caught.value.problems] == ["body"]
-    assert "empty" in str(caught.value)
-
-
-def test_parse_body_gives_the_position_of_invalid_json() -> None:
-    with pytest.raises(ValidationError) as caught:
-        parse_body(b'[{"id": "e1"},\n {"id": }]', "application/json", 10)
-    assert [p.field for p in caught.value.problems] == ["body"]
-    assert "line 2 column 9" in caught.value.problems[0].message
-    with pytest.raises(ValidationError) as caught:
-        parse_body(b'{"id": "e1"}\n{"id": "e2"\n', "application/x-ndjson", 10)
-    assert [p.record for p in caught.value.problems] == ["line 2"]
-    assert "invalid JSON" in caught.value.problems[0].message
-
-
-def test_parse_body_refuses_bytes_that_are_not_utf8() -> None:
-    with pytest.raises(ValidationError) as caught:
-        parse_body(b'[{"id": "\xff\xfe"}]', "application/json", 10)
-    assert [p.field for p in caught.value.problems] == ["body"]
-
-
-@pytest.mark.parametrize("body", [b"42", b'"events"', b'{"events": [{"id": "e1"}]}', b"[1, 2]", b"[[]]"])
-def test_a_body_that_is_not_events_is_refused(runtime: Runtime, account: NewAccount, body: bytes) -> None:
-    with pytest.raises(ValidationError) as caught:
-        ingest_request(runtime.sessions, account.id, parse_body(body, "application/json", 10))
-    assert caught.value.problems[0].record == 0
-    assert total_rows(runtime) == (0, 0)
 
 
 def test_example_file_ingests_completely(runtime: Runtime, account: NewAccount) -> None:

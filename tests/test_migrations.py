@@ -1,17 +1,21 @@
 """The migrations build the schema the models describe, on both databases, and can be undone."""
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import DateTime, Engine, Index, text
 
 from gateway.store.db import alembic_config, current_revision, make_engine, upgrade
 from gateway.store.models import Base, UTCDateTime
+from tests.support.processes import gateway_env, gateway_script
 
 
 @pytest.fixture()
@@ -62,3 +66,26 @@ def test_the_newest_migration_can_be_undone_and_done_again(engine: Engine) -> No
     upgrade(engine)
     assert current_revision(engine) == head
     assert differences(engine) == []
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_processes_that_upgrade_an_empty_database_at_once_all_succeed(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    for trial in range(3):
+        if database == "sqlite":
+            url = f"sqlite:///{tmp_path / f'trial{trial}.db'}"
+        else:
+            url = request.getfixturevalue("make_postgres_url")()
+        env = gateway_env(url, tmp_path / f"home{trial}")
+        upgrades = [subprocess.Popen([gateway_script(), "db", "upgrade"], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True) for _ in range(6)]
+        outputs = [process.communicate(timeout=120)[0] for process in upgrades]
+
+        assert [process.returncode for process in upgrades] == [0] * 6, "\n".join(outputs)
+        engine = make_engine(url)
+        try:
+            assert current_revision(engine) == ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+            assert differences(engine) == []
+        finally:
+            engine.dispose()

@@ -44,7 +44,7 @@ from tests.support.envelopes import DOCUMENTED_GET_BATCH, DOCUMENTED_LOGIN, php_
 from tests.support.events import raw_event, raw_events
 from tests.support.http_receiver import Receiver
 from tests.support.net import free_port
-from tests.support.runtime import PASSWORD, make_runtime
+from tests.support.runtime import LOOPBACK_NETWORKS, PASSWORD, make_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = ROOT / "wsdl"
@@ -212,6 +212,7 @@ def installed(dists: Dists, tmp_path: Path, request: pytest.FixtureRequest) -> I
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("EVENTGW_", "PYTHON")) and key != "VIRTUAL_ENV"}
     env["EVENTGW_DATABASE_URL"] = f"sqlite:///{tmp_path / 'eventgw.db'}"
+    env["EVENTGW_OUTBOUND_ALLOW_NETWORKS"] = LOOPBACK_NETWORKS  # the test's receiver listens on loopback
     subprocess.run([python, "-m", "venv", str(venv)], cwd=elsewhere, env=env, capture_output=True, timeout=300,
                    check=True)
     installed = Installed(venv, elsewhere, env)

@@ -302,6 +302,44 @@ def test_any_prefix_and_qualified_parts() -> None:
     assert (request.context_id, request.class_name, request.process_name) == ("C-1", "bus_facade_context", "logout")
 
 
+@pytest.mark.parametrize("namespace", [PAINT_NS, PAINT_TYPES_NS])
+def test_the_wrapper_in_the_soap_body_namespace_or_the_literal_wsdls_target_namespace(namespace: str) -> None:
+    # node-soap writes the wrapper in the literal WSDL's targetNamespace, the types' namespace.
+    body = (
+        f'<e:Envelope xmlns:e="{SOAP_ENV_NS}" xmlns:tns="{namespace}"><e:Body><tns:handleRequest>'
+        "<className>bus_facade_context</className><processName>login</processName><entityData>"
+        "<tns:pairs><key>userName</key><value><str>acme</str></value></tns:pairs></entityData>"
+        "</tns:handleRequest></e:Body></e:Envelope>"
+    )
+
+    request = parse_envelope(body.encode())
+
+    assert (request.class_name, request.entity_data, request.flavour) == ("bus_facade_context",
+                                                                          {"userName": "acme"}, "literal")
+
+
+# suds on the literal WSDL: SOAP-ENV:encodingStyle on the Envelope, and a logout's maps left out.
+SUDS_LOGOUT = (
+    f'<SOAP-ENV:Envelope xmlns:SOAP-ENV="{SOAP_ENV_NS}" xmlns:ns0="{PAINT_NS}"'
+    ' SOAP-ENV:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><SOAP-ENV:Header/><SOAP-ENV:Body>'
+    "<ns0:handleRequest><contextId>C-1</contextId><className>bus_facade_context</className>"
+    "<processName>logout</processName></ns0:handleRequest></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+).encode()
+
+
+@pytest.mark.parametrize("hint, flavour", [("literal", "literal"), ("encoded", "encoded"), (None, "encoded")])
+def test_the_literal_soap_action_goes_before_the_encoding_style(hint: Flavour | None, flavour: Flavour) -> None:
+    assert parse_envelope(SUDS_LOGOUT, flavour_hint=hint).flavour == flavour
+
+
+def test_map_data_go_before_the_soap_action() -> None:
+    items = handle_request('<processData xsi:type="ns2:Map"><item><key>a</key><value>b</value></item></processData>')
+    pairs = literal("<processData><ns2:pairs><key>a</key><value><str>b</str></value></ns2:pairs></processData>")
+
+    assert parse_envelope(items, flavour_hint="literal").flavour == "encoded"
+    assert parse_envelope(pairs, flavour_hint="encoded").flavour == "literal"
+
+
 def test_a_part_given_twice_is_refused() -> None:
     with pytest.raises(PaintDecodeError, match="className"):
         parse_envelope(handle_request("<className>a</className>", "<className>b</className>"))

@@ -30,6 +30,7 @@ from gateway.events import formats, model
 from gateway.ingest import ingest_request
 from gateway.runtime import Runtime
 from gateway.server import ServerThread
+from gateway.soap.sessions import stored_id
 from gateway.store.models import LegacySession
 from tests.support.envelopes import (
     COMMENTED_GET_BATCH,
@@ -534,7 +535,7 @@ def test_idle_session_expires(make_paint: Callable[..., Paint]) -> None:
     time.sleep(1.3)
     assert paint.get_batch(context_id, markAsReadInd="Y") == system_error()
     with paint.runtime.sessions() as session:
-        assert session.get(LegacySession, context_id) is None
+        assert session.get(LegacySession, stored_id(context_id)) is None
     assert paint.get_batch(context_id, markAsReadInd="Y") == system_error()
     assert rows_of(batch_of(paint.get_batch(paint.login(), markAsReadInd="N"))) == legacy_rows(stored)
 

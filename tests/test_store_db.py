@@ -1,4 +1,5 @@
-"""SQLite transactions: one writer at a time in the process, a turn that is never left held."""
+"""Transactions: on SQLite one writer at a time in the process, a turn that is never left held; on
+PostgreSQL a transaction a deadlock aborted runs again."""
 from __future__ import annotations
 
 import threading
@@ -7,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, exc, text
+from sqlalchemy.orm import Session
 
-from gateway.store.db import make_engine, make_read_sessions, make_sessions
+from gateway.store.db import in_transaction, make_engine, make_read_sessions, make_sessions
 
 
 @pytest.fixture()
@@ -91,3 +93,47 @@ def test_a_reader_never_waits_for_a_writer(engine: Engine) -> None:
         reader.join(timeout=5)
         assert not reader.is_alive()
         assert seen == [0]  # the snapshot before the writer commits
+
+
+def test_a_transaction_aborted_by_a_deadlock_runs_again(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, x INTEGER)"))
+            connection.execute(text("INSERT INTO t VALUES (1, 0), (2, 0)"))
+        sessions = make_sessions(engine)
+        both_hold_one = threading.Barrier(2)
+        tries: list[int] = []
+
+        def lock_both(first: int, second: int) -> None:
+            def work(session: Session) -> None:
+                tries.append(first)
+                session.execute(text("UPDATE t SET x = x + 1 WHERE id = :id"), {"id": first})
+                if len(tries) <= 2:  # the first try of each: make them wait on each other
+                    both_hold_one.wait(timeout=10)
+                session.execute(text("UPDATE t SET x = x + 1 WHERE id = :id"), {"id": second})
+            in_transaction(sessions, work)
+
+        threads = [threading.Thread(target=lock_both, args=order) for order in ((1, 2), (2, 1))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        assert len(tries) == 3  # one of the two was chosen as the deadlock victim and ran again
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT x FROM t ORDER BY id")).scalars().all() == [2, 2]
+    finally:
+        engine.dispose()
+
+
+def test_other_failures_are_not_run_again(engine: Engine) -> None:
+    tries: list[int] = []
+
+    def fail(session: Session) -> None:
+        tries.append(1)
+        session.execute(text("INSERT INTO nowhere VALUES (1)"))
+
+    with pytest.raises(exc.OperationalError):
+        in_transaction(make_sessions(engine), fail)
+    assert tries == [1]

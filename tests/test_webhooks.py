@@ -1,4 +1,4 @@
-"""Webhook and route management over the REST API: /api/v1/webhooks, /api/v1/routes, /api/v1/notifications, /metrics."""
+"""Webhook and route management over the REST API: /api/v1/webhooks, /api/v1/routes, /api/v1/notifications."""
 from __future__ import annotations
 
 import base64
@@ -7,13 +7,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
-import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.accounts import NewAccount
 from gateway.delivery.engine import Dispatcher
@@ -23,42 +19,7 @@ from tests.support.delivery import SECRET, deliveries, signature_ok
 from tests.support.events import raw_event
 from tests.support.http_receiver import Receiver
 from tests.support.net import refused_url
-from tests.support.runtime import PASSWORD
-
-TIMEOUT = 30
-ACME = ("acme", PASSWORD)
-GLOBEX = ("globex", PASSWORD)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What the gateway answered: status, JSON body (or text) and Content-Type."""
-
-    status: int
-    body: Any
-    content_type: str
-
-    def problem_fields(self) -> list[str]:
-        return [p["field"] for p in self.body["problems"]]
-
-
-def call(server: ServerThread, method: str, path: str, auth: tuple[str, str] = ACME, **kwargs: Any) -> Answer:
-    # The response is not kept, so its connection closes here rather than when the server stops.
-    with requests.request(method, server.url + path, auth=auth, timeout=TIMEOUT, **kwargs) as response:
-        is_json = response.headers.get("Content-Type", "").startswith("application/json")
-        return Answer(response.status_code, response.json() if is_json else response.text,
-                      response.headers.get("Content-Type", ""))
-
-
-def create(server: ServerThread, auth: tuple[str, str] = ACME, **payload: Any) -> dict[str, Any]:
-    answer = call(server, "POST", "/api/v1/webhooks", auth, json=payload)
-    assert answer.status == 201, answer.body
-    return answer.body  # type: ignore[no-any-return]
-
-
-def post_events(server: ServerThread, events: list[dict[str, Any]], auth: tuple[str, str] = ACME) -> None:
-    answer = call(server, "POST", "/api/v1/events", auth, json=events)
-    assert answer.status == 200 and answer.body["accepted"] == len(events), answer.body
+from tests.support.rest import ACME, GLOBEX, TIMEOUT, Answer, call, create, post_events
 
 
 def route_ids(server: ServerThread, auth: tuple[str, str] = ACME) -> dict[str, list[int]]:
@@ -209,9 +170,10 @@ def test_create_with_verify_refuses_a_url_that_does_not_answer_2xx(
                    json={"url": http_receiver.url, "events": ["OPEN"], "verify": True})
     assert refused.status == 400 and refused.problem_fields() == ["url"]
     assert "HTTP 500" in refused.body["message"]
-    nobody = call(live_server, "POST", "/api/v1/webhooks", json={"url": refused_url(), "events": ["OPEN"],
-                                                                 "verify": True})
-    assert nobody.status == 400 and "connection refused" in nobody.body["message"]
+    dead = refused_url()
+    nobody = call(live_server, "POST", "/api/v1/webhooks", json={"url": dead, "events": ["OPEN"], "verify": True})
+    # Refused, unreachable or silent read alike, so that verify cannot map a network.
+    assert nobody.status == 400 and nobody.body["message"].endswith(f"could not connect to {dead.split('/')[2]}")
     assert webhook_count(live_server) == 0
     assert route_ids(live_server) == routes
 
@@ -266,7 +228,7 @@ def test_a_gone_webhook_is_deactivated_and_activate_with_replay_delivers_what_wa
 
     http_receiver.respond(200)
     activated = call(live_server, "POST", f"/api/v1/webhooks/{hook}/activate?replay=true")
-    assert activated.body == {"id": hook, "active": True, "queued": 3, "dropped": 0}
+    assert activated.body == {"id": hook, "active": True, "activated": True, "queued": 3, "dropped": 0}
     dispatcher.drain()
 
     assert deliveries(http_receiver.requests[1:]) == Counter(["e1", "e2", "e3"])
@@ -357,6 +319,11 @@ BAD_INPUT = [
     ({"batch_max_events": 0}, "batch_max_events"),
     ({"timeout_seconds": 600}, "timeout_seconds"),
     ({"headers": {"webhook-id": "x"}}, "headers"),
+    ({"headers": {"Authorization": "Bearer stolen"}}, "headers"),
+    ({"headers": {"Cookie": "session=1"}}, "headers"),
+    ({"headers": {"Host": "internal.example"}}, "headers"),
+    ({"headers": {"Proxy-Authorization": "Basic eA=="}}, "headers"),
+    ({"headers": {"X-Tenant": "a\r\nInjected: 1"}}, "headers"),
     ({"basic_auth": "user:pw"}, "basic_auth"),
     ({"app": 7}, "app"),
     ({"app": "x" * 201}, "app"),
@@ -407,35 +374,6 @@ def test_one_account_can_never_touch_another_accounts_webhooks(
     assert route_ids(live_server, GLOBEX)["OPEN"] == [other_account.pull_destination_id]
 
 
-def metric_samples(server: ServerThread) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """GET /metrics parsed: (sample name, labels) to value."""
-    answer = call(server, "GET", "/metrics", auth=None)  # type: ignore[arg-type]
-    assert answer.status == 200 and answer.content_type.startswith("text/plain")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(answer.body) for s in family.samples}
-
-
-def test_metrics_show_queue_depth_attempts_and_latency(
-    live_server: ServerThread, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
-) -> None:
-    create(live_server, url=http_receiver.url, events=["OPEN"])
-    post_events(live_server, [raw_event("o1"), raw_event("o2"), raw_event("b1", "BOUNCE")])
-
-    before = metric_samples(live_server)
-    assert before[("eventgw_queue_depth", (("kind", "http"),))] == 2
-    assert before[("eventgw_queue_depth", (("kind", "pull"),))] == 1
-    assert ("eventgw_queue_oldest_age_seconds", (("kind", "http"),)) in before
-    dispatcher.drain()
-    after = metric_samples(live_server)
-
-    delivered = ("eventgw_delivery_attempts_total", (("outcome", "delivered"),))
-    assert after[delivered] == before.get(delivered, 0) + 1
-    count = ("eventgw_delivery_seconds_count", ())
-    assert after[count] == before.get(count, 0) + 1
-    assert ("eventgw_delivery_seconds_bucket", (("le", "0.1"),)) in after
-    assert ("eventgw_queue_depth", (("kind", "http"),)) not in after
-
-
 def test_the_notice_address_is_set_read_and_cleared_per_account(
     live_server: ServerThread, account: NewAccount, other_account: NewAccount
 ) -> None:
@@ -453,3 +391,30 @@ def test_the_notice_address_is_set_read_and_cleared_per_account(
 
     assert call(live_server, "PUT", path, json={"email": None}).body == {"email": None}
     assert call(live_server, "GET", path).body == {"email": None}
+
+
+def test_credential_headers_are_refused_naming_the_header(
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver
+) -> None:
+    for name, hint in (("Authorization", "basic_auth"), ("Proxy-Authorization", ""), ("Cookie", "")):
+        answer = call(live_server, "POST", "/api/v1/webhooks",
+                      json={"url": http_receiver.url, "events": ["OPEN"], "headers": {name: "secret"}})
+        assert answer.status == 400 and answer.problem_fields() == ["headers"]
+        assert f"header {name} cannot be configured" in answer.body["message"] and hint in answer.body["message"]
+    assert webhook_count(live_server) == 0
+
+
+def test_verify_and_the_attempt_log_keep_a_short_printable_excerpt(
+    live_server: ServerThread, account: NewAccount, http_receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    hook = create(live_server, url=http_receiver.url, events=["OPEN"])["id"]
+    http_receiver.respond(500, b"<html>\r\n\x1b[2J\x00secret:" + b"s" * 5000)
+
+    verified = call(live_server, "POST", f"/api/v1/webhooks/{hook}/verify").body
+    assert verified["answer"] == "<html> [2Jsecret:" + "s" * 183
+    post_events(live_server, [raw_event("e1")])
+    dispatcher.drain()
+    (attempt, *_) = call(live_server, "GET", f"/api/v1/webhooks/{hook}/attempts").body["attempts"]
+    assert attempt["outcome"] == "failed" and attempt["detail"].startswith(f"HTTP 500 from {http_receiver.url}: ")
+    assert verified["answer"] in attempt["detail"] and "s" * 201 not in attempt["detail"]
+    assert attempt["detail"].isprintable()

@@ -1,17 +1,21 @@
-"""Who is calling: HTTP Basic (account name and password) or a Bearer API key."""
+"""Who is calling: HTTP Basic (account name and password) or a Bearer API key; a client address that must wait
+after failed logins gets 429 with Retry-After."""
 from __future__ import annotations
 
 import hashlib
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from flask import current_app, request
+from flask import Response, abort, current_app, jsonify, request
 
 from gateway.accounts import check_api_key, check_password
 from gateway.api.context import current_runtime
 from gateway.errors import AuthError
+from gateway.login_throttle import LoginThrottle, Throttled
 
-# Checking a password costs a deliberate ~50 ms of scrypt; a caller that sends the same
+# Checking a password costs a deliberate ~0.3 s of scrypt; a caller that sends the same
 # right credentials with every request is remembered for a minute instead. The memory
 # belongs to the app, so two apps over different stores never share an account id.
 _CACHE_SECONDS = 60.0
@@ -37,13 +41,29 @@ def current_account() -> int:
             hit = cache.get(token)
         if hit and hit[1] > now:
             return hit[0]
-        account_id = check_password(rt.sessions, name, password,
-                                    failure_limit=rt.settings.login_failure_limit,
-                                    lockout_seconds=rt.settings.login_backoff_max_seconds)
+        with answering_throttled():
+            account_id = check_password(rt.sessions, name, password, address=request.remote_addr,
+                                        throttle=LoginThrottle.of(rt.settings))
         with _lock:
             cache[token] = (account_id, now + _CACHE_SECONDS)
         return account_id
     raise AuthError("unsupported Authorization header; use Basic or Bearer")
+
+
+@contextmanager
+def answering_throttled() -> Iterator[None]:
+    """Answer a login the throttle refuses with 429 Too Many Requests, Retry-After and the JSON error body.
+
+    Answered here rather than by the error handlers: only this answer carries a Retry-After header.
+    """
+    try:
+        yield
+    except Throttled as exc:
+        response: Response = jsonify({"error": "too_many_attempts", "message": str(exc),
+                                      "retry_after": exc.retry_after})
+        response.status_code = 429
+        response.headers["Retry-After"] = str(exc.retry_after)
+        abort(response)
 
 
 def forget_account(account_id: int) -> None:

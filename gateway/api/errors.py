@@ -1,10 +1,11 @@
-"""Maps the gateway's errors to JSON HTTP answers, in one place; never a stack trace."""
+"""Maps the gateway's errors, and the HTTP server's own refusals, to JSON HTTP answers, in one place; never a
+stack trace."""
 from __future__ import annotations
 
 import logging
 
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from gateway.errors import (
     AuthError,
@@ -12,15 +13,32 @@ from gateway.errors import (
     DeliveryError,
     GatewayError,
     NotFound,
+    Problem,
     TooLarge,
+    Unsupported,
     ValidationError,
+    shorten,
 )
 
 log = logging.getLogger(__name__)
 
 
 def _answer(status: int, error: str, message: str, **extra: object) -> tuple[Response, int]:
-    return jsonify({"error": error, "message": message, **extra}), status
+    return jsonify({"error": error, "message": shorten(message), **extra}), status
+
+
+def too_large_problem(limit: int) -> Problem:
+    """The problem of a request body over ``limit`` bytes (max_body_bytes)."""
+    return Problem(None, "body", f"is larger than the limit of {limit} bytes (max_body_bytes)")
+
+
+def refusal(status: int, reason: str, detail: str, body_limit: int) -> dict[str, object]:
+    """The JSON answer to a request the HTTP server refuses before the application sees it (a body over
+    ``body_limit``: 413; a malformed request)."""
+    if status == 413:
+        problem = too_large_problem(body_limit)
+        return {"error": "too_large", "message": str(problem), "problems": [problem.as_dict()]}
+    return {"error": reason.lower().replace(" ", "_"), "message": shorten(f"{reason}: {detail}")}
 
 
 def register(app: Flask) -> None:
@@ -28,9 +46,13 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def invalid(exc: ValidationError) -> tuple[Response, int]:
-        status = 413 if isinstance(exc, TooLarge) else 400
-        return _answer(status, "too_large" if status == 413 else "invalid", str(exc),
-                       problems=[p.as_dict() for p in exc.problems])
+        status, error = (413, "too_large") if isinstance(exc, TooLarge) else (
+            (415, "unsupported_media_type") if isinstance(exc, Unsupported) else (400, "invalid"))
+        return _answer(status, error, str(exc), problems=[p.as_dict() for p in exc.problems])
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def over_limit(exc: RequestEntityTooLarge) -> tuple[Response, int]:
+        return invalid(TooLarge(too_large_problem(app.config["MAX_CONTENT_LENGTH"])))
 
     @app.errorhandler(AuthError)
     def unauthorized(exc: AuthError) -> tuple[Response, int]:

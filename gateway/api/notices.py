@@ -6,13 +6,16 @@ from flask import Blueprint, Response, jsonify
 from gateway import notices
 from gateway.api.auth import current_account
 from gateway.api.context import current_runtime
+from gateway.api.operations import operation
 from gateway.api.params import json_body
+from gateway.api.schemas import NoticeEmail, Notices
 from gateway.errors import ValidationError
 
 blueprint = Blueprint("notices", __name__)
 
 
 @blueprint.get("/api/v1/notifications")
+@operation(answer=Notices)
 def notifications() -> Response:
     """Operational notices for the account (a webhook deactivated, say), newest first."""
     account_id = current_account()
@@ -21,6 +24,7 @@ def notifications() -> Response:
 
 
 @blueprint.get("/api/v1/notifications/email")
+@operation(answer=NoticeEmail)
 def notice_email() -> Response:
     """Where the account's operational notices are mailed (null: they are only listed here)."""
     account_id = current_account()
@@ -29,10 +33,11 @@ def notice_email() -> Response:
 
 
 @blueprint.put("/api/v1/notifications/email")
+@operation(answer=NoticeEmail, body=NoticeEmail)
 def set_notice_email() -> Response:
     """Mail the account's operational notices to `{"email": ...}`; `{"email": null}` stops mailing them."""
     account_id = current_account()
-    payload = json_body()
+    payload = json_body(("email",))
     if "email" not in payload:
         raise ValidationError("is required (an address, or null to stop mailing notices)", "email")
     with current_runtime().sessions.begin() as session:

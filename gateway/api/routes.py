@@ -5,7 +5,9 @@ from flask import Blueprint, Response, jsonify
 
 from gateway.api.auth import current_account
 from gateway.api.context import current_runtime
+from gateway.api.operations import operation
 from gateway.api.params import json_body
+from gateway.api.schemas import Route, RouteChange, RoutesTable
 from gateway.destinations import routing
 from gateway.errors import ValidationError
 from gateway.events import model
@@ -14,6 +16,7 @@ blueprint = Blueprint("routes", __name__)
 
 
 @blueprint.get("/api/v1/routes")
+@operation(answer=RoutesTable)
 def table() -> Response:
     """Every event type with the destinations it goes to."""
     account_id = current_account()
@@ -22,6 +25,7 @@ def table() -> Response:
 
 
 @blueprint.put("/api/v1/routes/<event_type>")
+@operation(answer=Route, body=RouteChange)
 def set_route(event_type: str) -> Response:
     """Route one type to exactly the given destinations: `{"destinations": [id, ...]}`."""
     account_id = current_account()
@@ -29,7 +33,7 @@ def set_route(event_type: str) -> Response:
         etype = model.normalize_type(event_type)
     except ValueError as exc:
         raise ValidationError(str(exc), "type") from None
-    ids = json_body().get("destinations")
+    ids = json_body(("destinations",)).get("destinations")
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise ValidationError("must be a list of destination ids", "destinations")
     with current_runtime().sessions.begin() as session:

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy import text
 
+from gateway import health as process_health
 from gateway.api.auth import current_account
 from gateway.api.context import current_runtime
+from gateway.api.operations import operation
+from gateway.api.schemas import Health, Stats
 from gateway.stats import account_stats
 
 blueprint = Blueprint("stats", __name__)
 
 
 @blueprint.get("/api/v1/stats")
+@operation(answer=Stats)
 def get_stats() -> Response:
     """Stored events per type and what waits per destination, for the calling account."""
     account_id = current_account()
@@ -20,8 +23,8 @@ def get_stats() -> Response:
 
 
 @blueprint.get("/healthz")
-def health() -> Response:
-    """200 when the store answers."""
-    with current_runtime().engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
-    return jsonify({"status": "ok"})
+@operation(answer=Health, caller="anyone", errors=(503,))
+def health() -> tuple[Response, int]:
+    """Readiness and role: 200 when the store answers, 503 (saying why) when it does not or the process stops."""
+    answer = process_health.check(current_runtime())
+    return jsonify(answer.body), answer.status

@@ -73,7 +73,7 @@ def account_delete(ctx: click.Context, name: str, yes: bool) -> None:
               help="The new password (asked for when not given).")
 @click.pass_context
 def account_password(ctx: click.Context, name: str, password: str) -> None:
-    """Set an account's password; its SOAP sessions end and a lockout is lifted.
+    """Set an account's password; its SOAP sessions end and every wait after failed logins is lifted.
 
     A running gateway that saw the old password in the last minute may still take it until then.
     """

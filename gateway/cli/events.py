@@ -1,14 +1,16 @@
-"""Events in and out from the command line: ingest a file, stats, and pull over SOAP."""
+"""Events in and out from the command line: ingest a file, stats, pull over SOAP, and put collected events back."""
 from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
 
 from gateway.accounts import account_by_name
 from gateway.cli.root import main, open_store
+from gateway.errors import ValidationError
 from gateway.limits import MAX_BATCH_EVENTS
 
 
@@ -96,3 +98,39 @@ def pull(url: str, account_name: str, password: str, types: str, out: Path, limi
         summary = pull_to_csv(client, account_name, password, wanted, out, limit=limit, peek=peek)
     click.echo(f"{summary.events} events in {summary.batches} batches written to {out}")
 
+
+
+@main.command()
+@click.option("--account", "account_name", required=True, help="The account whose pull queue gets the events back.")
+@click.option("--since", required=True, help="Collected at or after this time (ISO 8601 with a zone, or Unix seconds).")
+@click.option("--until", help="Collected before this time (default: now).")
+@click.option("--types", default="", help="Event types, comma-separated (default: every type).")
+@click.pass_context
+def requeue(ctx: click.Context, account_name: str, since: str, until: str | None, types: str) -> None:
+    """Put back into an account's pull queue the events it collected (marked read) in a window.
+
+    For legacy clients, whose getBatch with markAsReadInd=Y answers carry no batch id to fetch
+    again: the events come back in arrival order, once. Only the recovery window
+    (recovery_days) can be put back.
+    """
+    from gateway import pull
+    from gateway.events.model import parse_time
+
+    window: dict[str, datetime] = {}
+    for name, value in (("since", since), ("until", until)):
+        if value is not None:
+            try:
+                window[name] = parse_time(value)
+            except ValueError as exc:
+                raise click.ClickException(f"--{name}: {exc}") from None
+    runtime = open_store(ctx)
+    try:
+        wanted = pull.check_types(types, "types")
+        with runtime.read_sessions() as session:
+            account_id = account_by_name(session, account_name).id
+        count = pull.requeue_collected(runtime.sessions, account_id, window["since"], window.get("until"), wanted,
+                                       timedelta(days=runtime.settings.recovery_days))
+    except ValidationError as exc:
+        problem = exc.problems[0]
+        raise click.ClickException(f"--{problem.field}: {problem.message}") from None
+    click.echo(f"{count} events put back into the pull queue of {account_name}")

@@ -2,14 +2,17 @@
 
 For a destination with due work it leases a batch, hands it to the sink, and settles the
 outcome; after a success the next batch is leased in the same transaction, so a busy
-destination costs one write transaction per batch. Sinks (and their kept-alive
-connections) are kept per destination until its settings change.
+destination costs one write transaction per batch. An event no rendering can write is
+parked alone and the rest of its batch goes on; a webhook's rate limit sizes its batches
+and spaces them (``paused_until``). Sinks (and their kept-alive connections) are kept per
+destination until its settings change.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,9 +20,18 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway import metrics
-from gateway.delivery.outcomes import OnDeactivate, lease, settle_failure, settle_success
+from gateway.delivery.outcomes import (
+    OnDeactivate,
+    lease,
+    park_unrenderable,
+    rate_limit,
+    release,
+    settle_failure,
+    settle_success,
+)
 from gateway.destinations.kinds import PUSH_KINDS, push_settings, sink_for
 from gateway.errors import DeliveryError
+from gateway.events import formats
 from gateway.runtime import Runtime
 from gateway.store import queue
 from gateway.store.models import Attempt, Destination, QueueItem, utcnow
@@ -38,6 +50,11 @@ class Pusher:
         self._stopping = stopping
         self._on_deactivate = on_deactivate
         self._sinks: dict[int, tuple[dict[str, Any], Any]] = {}
+        self._rates: dict[int, float | None] = {}
+        # The batches being delivered right now, per destination, for a clean stop to give back.
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, Lease] = {}
+        self._released: set[str] = set()
 
     def due_destinations(self, now: datetime) -> list[int]:
         """Active push destinations with due work, read without taking the write lock."""
@@ -100,35 +117,39 @@ class Pusher:
         if destination is None or not destination.active:
             return None
         held = lease(session, destination, utcnow(), self.settings.dispatch_lease_seconds)
-        return None if held is None else (held, self._sink(destination))
+        if held is None:
+            return None
+        self._rates[destination_id] = rate_limit(destination)
+        return held, self._sink(destination)
 
     def _deliver(self, destination_id: int, held: Lease, sink: Any) -> tuple[Lease, Any] | None:
-        """Deliver one leased batch and settle it; after a success, the next batch is leased in
-        the same transaction (one write transaction per batch, with a savepoint) and returned."""
+        """Deliver one leased batch and settle it; returns the batch to deliver next, if any.
+
+        After a success the next batch is leased in the same transaction (one write
+        transaction per batch, with a savepoint), unless the destination's rate limit makes
+        it wait for the dispatcher (``paused_until``). After a failure, the events of the
+        batch that cannot be rendered are parked alone and the rest is returned to go at once.
+        """
         started = utcnow()
         clock = time.monotonic()
+        with self._lock:
+            self._in_flight[destination_id] = held
         try:
             receipt = sink.deliver(held.message_id, held.events)
-        except DeliveryError as error:
-            seconds = time.monotonic() - clock
-            metrics.LATENCY.observe(seconds)
-            with self.runtime.sessions.begin() as session:
-                deactivated = settle_failure(session, held, started, seconds, error, self.settings)
-            if deactivated and self._on_deactivate is not None:
-                self._on_deactivate(destination_id)
-            return None
-        except Exception as exc:  # a bug in a sink must not wedge its rows: retry them later
-            seconds = time.monotonic() - clock
-            log.exception("sink of destination #%s raised", destination_id)
-            with self.runtime.sessions.begin() as session:
-                settle_failure(session, held, started, seconds, DeliveryError(f"internal error: {exc}"),
-                               self.settings)
-            return None
+        except Exception as exc:
+            if self._forget(destination_id, held):
+                return None
+            return self._failed(destination_id, held, sink, started, time.monotonic() - clock, exc)
         seconds = time.monotonic() - clock
         metrics.LATENCY.observe(seconds)
+        if self._forget(destination_id, held):
+            return None
+        not_before = self._not_before(destination_id, held, started)
         with self.runtime.sessions.begin() as session:
             settle_success(session, held, started, seconds, receipt.status, receipt.detail +
-                           (f" | answer: {receipt.excerpt}" if receipt.excerpt else ""))
+                           (f" | answer: {receipt.excerpt}" if receipt.excerpt else ""), not_before)
+            if not_before is not None:
+                return None
             try:
                 # A savepoint: if taking the next batch fails, the delivery is still settled.
                 with session.begin_nested():
@@ -136,6 +157,67 @@ class Pusher:
             except Exception:
                 log.exception("leasing the next batch of destination #%s failed", destination_id)
                 return None
+
+    def _failed(self, destination_id: int, held: Lease, sink: Any, started: datetime, seconds: float,
+                exc: Exception) -> tuple[Lease, Any] | None:
+        """Settle a failed batch: park what cannot be rendered and return the rest, else retry it later.
+
+        A sink renders a whole batch before it sends any of it, and a rendering error is not a
+        DeliveryError: only then are the batch's events looked at one by one.
+        """
+        unrenderable = [] if isinstance(exc, DeliveryError) else [
+            (str(event.get("id")), reason) for event in held.events
+            if (reason := formats.render_problem(event)) is not None]
+        if unrenderable:
+            parked = {uid for uid, _ in unrenderable}
+            with self.runtime.sessions.begin() as session:
+                park_unrenderable(session, held, unrenderable)
+            rest = [event for event in held.events if str(event.get("id")) not in parked]
+            if not rest:
+                return None
+            # Nothing went out (rendering comes before sending), so the rest keeps the message id.
+            return replace(held, events=rest), sink
+        if isinstance(exc, DeliveryError):
+            error = exc
+            metrics.LATENCY.observe(seconds)
+        else:  # a bug in a sink must not wedge its rows: retry them later
+            log.error("sink of destination #%s raised", destination_id, exc_info=exc)
+            error = DeliveryError(f"internal error: {exc}")
+        with self.runtime.sessions.begin() as session:
+            deactivated = settle_failure(session, held, started, seconds, error, self.settings)
+        if deactivated and self._on_deactivate is not None:
+            self._on_deactivate(destination_id)
+        return None
+
+    def _not_before(self, destination_id: int, held: Lease, started: datetime) -> datetime | None:
+        """When the destination may start its next batch under its rate limit (None: unlimited)."""
+        rate = self._rates.get(destination_id)
+        return None if rate is None else started + timedelta(seconds=held.size / rate)
+
+    def _forget(self, destination_id: int, held: Lease) -> bool:
+        """The batch is no longer in flight; True if ``release_in_flight`` gave it back meanwhile."""
+        with self._lock:
+            self._in_flight.pop(destination_id, None)
+            if held.message_id in self._released:
+                self._released.discard(held.message_id)
+                return True
+            return False
+
+    def release_in_flight(self) -> int:
+        """Give every batch still in flight back to the store, unsettled and due at once (a clean stop
+        whose grace ran out); returns how many. Their deliveries, if they ever end, settle nothing."""
+        with self._lock:
+            held = list(self._in_flight.values())
+            self._released.update(lease_.message_id for lease_ in held)
+            self._in_flight.clear()
+        for lease_ in held:
+            try:
+                with self.runtime.sessions.begin() as session:
+                    release(session, lease_)
+            except Exception:
+                log.exception("could not release batch %s of destination #%s", lease_.message_id,
+                              lease_.destination_id)
+        return len(held)
 
     def close(self) -> None:
         """Close the kept sinks and their connections."""

@@ -20,7 +20,7 @@ def smtp_settings(config: Settings) -> SmtpSettings:
     return SmtpSettings(host=config.smtp_host, port=config.smtp_port, security=config.smtp_security,
                         username=config.smtp_username or None, password=config.smtp_password or None,
                         sender=config.smtp_sender, verify_tls=config.smtp_verify_tls,
-                        ca_file=config.smtp_ca_file or None)
+                        ca_file=config.smtp_ca_file or None, deadline=config.delivery_deadline_seconds)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,9 @@ from typing import Any, ClassVar, TypeVar
 
 import paramiko
 
+from gateway.destinations import file_names, openpgp
 from gateway.destinations.checks import check_flag, check_keys, check_number, check_text, check_whole, problem
+from gateway.destinations.file_names import NameFields
 from gateway.events import formats
 from sinks.ftp import DEFAULT_PORTS, FileTarget, known_host_entries, load_private_key
 
@@ -22,7 +24,9 @@ LINE_FORMATS = ("form", "csv", "jsonl")
 DEFAULT_PERIOD = "daily"
 DEFAULT_AT = "00:00"
 DEFAULT_LINE_FORMAT = "form"
-DEFAULT_FILE_NAMES = {"daily": "events-%Y%m%d.log", "hourly": "events-%Y%m%d-%H.log"}
+DEFAULT_FILE_NAMES = {"daily": "events-{start:%Y%m%d}.{ext}", "hourly": "events-{start:%Y%m%d-%H}.{ext}"}
+# A completeness signal written after the data file: an empty ``<name>.done``, or ``<name>.manifest.json``.
+TRIGGERS = ("done_file", "manifest")
 DEFAULT_TIMEOUT = 30.0
 # What the ftp kind speaks; SFTP is a kind of its own (other settings: a key, known hosts).
 FTP_PROTOCOLS = ("ftp", "ftps")
@@ -51,13 +55,17 @@ class Period:
 
 @dataclass(frozen=True)
 class FilePlan:
-    """How a file destination cuts its periods and writes its files."""
+    """How a file destination cuts its periods and writes, names, packs and signals its files."""
 
     period: str
     at: clock_time
     file_name: str
     line_format: str
     gzip: bool
+    zip: bool = False
+    empty_files: bool = False
+    trigger: str | None = None
+    pgp_public_key: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> FilePlan:
@@ -71,8 +79,13 @@ class FilePlan:
         line_format = settings.get("line_format", DEFAULT_LINE_FORMAT)
         if line_format not in LINE_FORMATS:
             raise problem("line_format", f"{line_format!r} is not one of {', '.join(LINE_FORMATS)}")
-        if not isinstance(settings.get("gzip", False), bool):
-            raise problem("gzip", "must be true or false")
+        for flag in ("gzip", "zip", "empty_files"):
+            if not isinstance(settings.get(flag, False), bool):
+                raise problem(flag, "must be true or false")
+        if settings.get("gzip") and settings.get("zip"):
+            raise problem("zip", "a file is either gzip- or zip-compressed, not both")
+        if settings.get("trigger") not in (None, *TRIGGERS):
+            raise problem("trigger", f"{settings['trigger']!r} is not one of {', '.join(TRIGGERS)}")
         plan = cls.from_stored(settings)
         plan._check_file_name()
         return plan
@@ -82,23 +95,27 @@ class FilePlan:
         """The plan of settings checked when they were stored (by ``from_settings``), defaults filled in."""
         period = settings.get("period", DEFAULT_PERIOD)
         return cls(period, clock_time.fromisoformat(settings.get("at", DEFAULT_AT)),
-                   settings.get("file_name") or DEFAULT_FILE_NAMES[period],
-                   settings.get("line_format", DEFAULT_LINE_FORMAT), settings.get("gzip", False))
+                   file_names.normalized(settings.get("file_name") or DEFAULT_FILE_NAMES[period]),
+                   settings.get("line_format", DEFAULT_LINE_FORMAT), settings.get("gzip", False),
+                   settings.get("zip", False), settings.get("empty_files", period == "daily"),
+                   settings.get("trigger"), settings.get("pgp_public_key"))
 
     def _check_file_name(self) -> None:
         if not isinstance(self.file_name, str) or len(self.file_name) > 200:
-            raise problem("file_name", "must be a file name pattern of at most 200 characters")
+            raise problem("file_name", "must be a file name template of at most 200 characters")
+        file_names.fields_of(self.file_name)
         # Two consecutive periods within one month and day: only a name with the period's own
-        # tokens (%d for daily, %H for hourly) tells them apart.
+        # part of the start (the day for daily, the hour for hourly) tells them apart.
         first = self.period_of(datetime(2026, 1, 1, 5, 30, tzinfo=timezone.utc))
+        odd = self.period_from(first.start + timedelta(minutes=7))
         try:
-            names = [self.remote_name(first), self.remote_name(self.period_of(first.end))]
-        except ValueError as exc:
-            raise problem("file_name", f"{self.file_name!r} is not a valid strftime pattern: {exc}") from None
-        if any(not n or "/" in n or "\\" in n or n.startswith(".") for n in names):
-            raise problem("file_name", f"{self.file_name!r} must give a plain file name (no '/', no leading '.')")
+            names = [self.remote_name(first), self.remote_name(self.period_of(first.end)), self.remote_name(odd)]
+        except (ValueError, TypeError) as exc:
+            raise problem("file_name", f"{self.file_name!r} does not fit its fields: {exc}") from None
+        for name in names:
+            file_names.check_plain(name, self.file_name)
         if names[0] == names[1]:
-            token = "%H" if self.period == "hourly" else "%Y%m%d"
+            token = "{start:%Y%m%d-%H}" if self.period == "hourly" else "{start:%Y%m%d}"
             raise problem("file_name", f"{self.file_name!r} names every {self.period} file alike; add {token}")
 
     def period_of(self, moment: datetime) -> Period:
@@ -122,15 +139,47 @@ class FilePlan:
             raise problem("hour", "applies to hourly destinations only")
         return self.period_of(datetime.combine(day, self.at, timezone.utc))
 
-    def remote_name(self, period: Period) -> str:
-        """The file's name on the server: the pattern's strftime tokens filled from the period's start."""
-        return period.start.strftime(self.file_name) + (".gz" if self.gzip else "")
+    def period_from(self, start: datetime) -> Period:
+        """The period that starts at ``start`` (where the one before it ended) and ends at the next cut."""
+        return Period(start, self.period_of(start).end)
+
+    def is_regular(self, period: Period) -> bool:
+        """Whether ``period`` is a whole period of this plan (not one shortened by a flush or a change of ``at``)."""
+        return self.period_of(period.start) == period
+
+    @property
+    def extension(self) -> str:
+        """The extension the line format gives (``log``, ``csv``, ``jsonl``), before any packing."""
+        return file_names.LINE_EXTENSIONS[self.line_format]
+
+    @property
+    def suffixes(self) -> str:
+        """What packing adds to the extension: ``.gz`` or ``.zip``, then ``.gpg`` when encrypted."""
+        packed = ".gz" if self.gzip else ".zip" if self.zip else ""
+        return packed + (".gpg" if self.pgp_public_key else "")
+
+    def remote_name(self, period: Period, fields: NameFields | None = None) -> str:
+        """The file's name on the server: the template filled from the period and ``fields``."""
+        return file_names.period_name(self.file_name, period.start, period.end, fields or NameFields(),
+                                      self.extension, self.suffixes, self.is_regular(period))
+
+
+def _public_key(payload: Mapping[str, Any]) -> dict[str, str | None]:
+    """The consumer's OpenPGP public key a request gives (None: files go unencrypted), checked, with its fingerprint."""
+    text = check_text(payload, "pgp_public_key", limit=100_000)
+    if text is None:
+        return {"pgp_public_key": None, "pgp_fingerprint": None}
+    try:
+        key = openpgp.check_public_key(text)
+    except openpgp.KeyRefused as exc:
+        raise problem("pgp_public_key", str(exc)) from None
+    return {"pgp_public_key": key.armored, "pgp_fingerprint": key.fingerprint}
 
 
 _F = TypeVar("_F", bound="FileSettings")
 # Settings given as text, in the order a request's are checked; each kind has some of them.
 _TEXTS = ("remote_dir", "file_name", "password", "private_key", "private_key_passphrase", "known_hosts", "ca_file")
-_FLAGS = ("gzip", "verify_tls")
+_FLAGS = ("gzip", "zip", "empty_files", "verify_tls")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,7 +190,8 @@ class FileSettings(ABC):
     kind: ClassVar[str]
     # The settings a request may give, as the error for any other lists them.
     KEYS: ClassVar[tuple[str, ...]] = ("host", "port", "username", "password", "remote_dir", "timeout_seconds",
-                                       "period", "at", "file_name", "line_format", "gzip")
+                                       "period", "at", "file_name", "line_format", "gzip", "zip", "empty_files",
+                                       "trigger", "pgp_public_key")
 
     host: str
     username: str
@@ -154,6 +204,11 @@ class FileSettings(ABC):
     file_name: str | None = None
     line_format: str | None = None
     gzip: bool | None = None
+    zip: bool | None = None
+    empty_files: bool | None = None
+    trigger: str | None = None
+    pgp_public_key: str | None = None
+    pgp_fingerprint: str | None = None
 
     @classmethod
     def parse(cls: type[_F], payload: Mapping[str, Any], current: _F | None) -> _F:
@@ -175,9 +230,13 @@ class FileSettings(ABC):
             changes["port"] = None if payload["port"] is None else check_whole(payload, "port", 1, 65_535)
         if "timeout_seconds" in payload:
             changes["timeout_seconds"] = check_number(payload, "timeout_seconds", 1, 300)
-        for key in ("period", "at", "line_format"):
+        for key in ("period", "at", "line_format", "trigger"):
             if key in payload:
                 changes[key] = payload[key]  # checked with the whole plan, below
+        if changes.get("file_name"):
+            changes["file_name"] = file_names.normalized(changes["file_name"])
+        if "pgp_public_key" in payload:
+            changes.update(_public_key(payload))
         for key in _FLAGS:
             if key in payload and key in cls.KEYS:
                 changes[key] = check_flag(payload, key)
@@ -210,7 +269,8 @@ class FileSettings(ABC):
         shown: dict[str, Any] = {
             "protocol": target.protocol, "host": target.host, "port": target.port or DEFAULT_PORTS[target.protocol],
             "username": target.username, "remote_dir": target.remote_dir, "period": plan.period,
-            "file_name": plan.file_name, "line_format": plan.line_format, "gzip": plan.gzip,
+            "file_name": plan.file_name, "line_format": plan.line_format, "gzip": plan.gzip, "zip": plan.zip,
+            "empty_files": plan.empty_files, "trigger": plan.trigger, "pgp_fingerprint": self.pgp_fingerprint,
             "timeout_seconds": target.timeout, "has_password": bool(target.password),
         }
         if plan.period == "daily":

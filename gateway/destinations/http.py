@@ -10,10 +10,12 @@ from gateway.destinations.checks import check_number, check_whole, problem
 from gateway.events import model
 from gateway.limits import MAX_BATCH_EVENTS
 from sinks.http import FORMATS, HttpSink, check_headers, check_url, generate_secret, parse_secret
+from sinks.outbound import policy_for
 
 DEFAULT_FORMAT = "json"
 DEFAULT_BATCH_EVENTS = 500
 MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 60.0
+MIN_RATE, MAX_RATE = 0.01, 1_000_000.0  # events per second
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +24,10 @@ class HttpSettings:
     (for ``timeout_seconds``, the gateway's ``http_timeout_seconds``)."""
 
     kind: ClassVar[str] = "http"
+    # The settings a request may give (``secret`` sets the first of ``secrets``).
+    KEYS: ClassVar[tuple[str, ...]] = ("url", "format", "secret", "headers", "basic_auth", "batch_max_events",
+                                       "interval_seconds", "batch_max_wait_seconds", "batch_max_bytes",
+                                       "timeout_seconds", "verify_tls", "rate_limit")
 
     url: str
     format: str = DEFAULT_FORMAT
@@ -35,6 +41,7 @@ class HttpSettings:
     batch_max_bytes: int | None = None
     timeout_seconds: float | None = None
     verify_tls: bool | None = None
+    rate_limit: float | None = None  # events per second at most (None: unlimited)
 
     @classmethod
     def parse(cls, payload: Mapping[str, Any], current: HttpSettings | None) -> HttpSettings:
@@ -80,18 +87,21 @@ class HttpSettings:
             changes["timeout_seconds"] = check_number(payload, "timeout_seconds", MIN_TIMEOUT, MAX_TIMEOUT)
         if "verify_tls" in payload:
             changes["verify_tls"] = bool(payload["verify_tls"])
+        if "rate_limit" in payload:
+            changes["rate_limit"] = (None if payload["rate_limit"] is None
+                                     else float(check_number(payload, "rate_limit", MIN_RATE, MAX_RATE)))
         settings = replace(current, **changes) if current else cls(**changes)
         settings._check_target()
         return settings
 
     def _check_target(self) -> None:
-        """What the sink itself would refuse: a URL it cannot post to, headers it sets itself."""
+        """What the sink itself would refuse: a URL it cannot post to, headers it cannot send."""
         try:
             check_url(self.url)
         except ValueError as exc:
             raise problem("url", str(exc)) from None
         try:
-            check_headers(self.headers or {}, basic_auth=self.basic_auth is not None)
+            check_headers(self.headers or {})
         except ValueError as exc:
             raise problem("headers", str(exc)) from None
 
@@ -105,7 +115,7 @@ class HttpSettings:
                    batch_max_events=stored.get("batch_max_events"), interval_seconds=stored.get("interval_seconds"),
                    batch_max_wait_seconds=stored.get("batch_max_wait_seconds"),
                    batch_max_bytes=stored.get("batch_max_bytes"), timeout_seconds=stored.get("timeout_seconds"),
-                   verify_tls=stored.get("verify_tls"))
+                   verify_tls=stored.get("verify_tls"), rate_limit=stored.get("rate_limit"))
 
     def stored(self) -> dict[str, Any]:
         """The settings as the store keeps them (JSON): the settings given, none of the defaults."""
@@ -115,7 +125,7 @@ class HttpSettings:
         if self.basic_auth is not None:
             shown["basic_auth"] = list(self.basic_auth)
         for key in ("batch_max_events", "interval_seconds", "batch_max_wait_seconds", "batch_max_bytes",
-                    "timeout_seconds", "verify_tls"):
+                    "timeout_seconds", "verify_tls", "rate_limit"):
             if (value := getattr(self, key)) is not None:
                 shown[key] = value
         return shown
@@ -125,7 +135,7 @@ class HttpSettings:
         return {"url": self.url, "format": self.format, "headers": dict(self.headers or {}),
                 "basic_auth": self.basic_auth is not None, "batch_max_events": self.batch_limit,
                 "interval_seconds": 0 if self.interval_seconds is None else self.interval_seconds,
-                "batch_max_bytes": self.batch_max_bytes}
+                "batch_max_bytes": self.batch_max_bytes, "rate_limit": self.rate_limit}
 
     @property
     def name(self) -> str:
@@ -154,9 +164,12 @@ class HttpSettings:
 
     def sink(self, config: Settings, account: str) -> HttpSink:
         """The sink that posts to the webhook (``account`` is not part of a webhook's request)."""
+        # A webhook's own timeout, if smaller, also bounds each whole request.
+        limit = min(config.delivery_deadline_seconds, self.timeout_seconds or config.delivery_deadline_seconds)
         return HttpSink(
             self.url, format=self.format, secrets=self.secrets, headers=self.headers or {},
             basic_auth=self.basic_auth, timeout=float(self.timeout_seconds or config.http_timeout_seconds),
+            deadline=float(limit), policy=policy_for(config.outbound_allow_networks),
             verify_tls=self.verify_tls is not False, max_retry_after=config.max_retry_after_seconds,
             max_bytes=self.batch_max_bytes,
         )

@@ -32,6 +32,8 @@ class DestinationKind(Protocol):
     """
 
     kind: ClassVar[str]
+    # The settings a create or change request may give.
+    KEYS: ClassVar[tuple[str, ...]]
 
     @classmethod
     def parse(cls: type[_K], payload: Mapping[str, Any], current: _K | None) -> _K:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.config import Settings
-from gateway.destinations import routing
+from gateway.destinations import outbound, routing
 from gateway.destinations.checks import check_events, problem
 from gateway.destinations.email import EmailSettings
 from gateway.destinations.http import HttpSettings
@@ -32,6 +32,22 @@ from sinks.ftp import uploader_for
 MANAGED_KINDS = (EmailSettings.kind, *FILE_KINDS)
 # Keys of a create or change request that are not settings.
 REQUEST_KEYS = ("kind", "events", "test")
+# What a destination's view shows that no request sets.
+VIEW_ONLY = ("id", "name", "active", "deactivated_at", "failing_since", "created_at")
+# The fields a webhook's create request may give (a change request: all but ``verify``); the settings are
+# ``HttpSettings``'s, the app and ``verify`` are handled by ``gateway.destinations.webhooks``.
+WEBHOOK_FIELDS = ("events", "app", "verify", *HttpSettings.KEYS)
+# The fields a create request for an email or file destination may give (a change request: all but ``test``);
+# each kind refuses the settings of the others.
+DESTINATION_FIELDS = tuple(dict.fromkeys(
+    [*REQUEST_KEYS, *(key for kind in MANAGED_KINDS for key in kind_named(kind).KEYS)]))
+
+
+def request_fields(request: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fields a create request for an email or file destination may give: its kind's, or (when it names
+    none of them) those of every kind."""
+    kind = request.get("kind")
+    return (*REQUEST_KEYS, *kind_named(kind).KEYS) if kind in MANAGED_KINDS else DESTINATION_FIELDS
 
 
 def _settings_in(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,6 +131,7 @@ def create_tested(runtime: Runtime, account_id: int, payload: Mapping[str, Any],
     """Create a destination and return its view; with ``test``, first test it and refuse one that
     fails (nothing is stored then)."""
     destination = prepare(account_id, payload)
+    outbound.check_target(destination, runtime.settings)
     if test:
         # Before the transaction: the store is not held while the server takes its time.
         outcome = probe(destination, runtime.settings, _account_name(runtime, account_id))
@@ -170,7 +187,7 @@ def probe(destination: Destination, config: Settings, account: str = "") -> dict
     now = utcnow()
     try:
         if destination.kind in FILE_KINDS:
-            receipt = uploader_for(file_settings(destination).target()).probe()
+            receipt = uploader_for(outbound.reach(file_settings(destination).target(), config)).probe()
         else:
             sample: model.Event = {
                 "id": f"test-{int(now.timestamp())}", "type": "OPEN", "occurred_at": now,
@@ -188,30 +205,57 @@ def probe(destination: Destination, config: Settings, account: str = "") -> dict
     return {"ok": True, "status": receipt.status, "answer": receipt.excerpt, "detail": receipt.detail, "error": None}
 
 
+def label(destination: Destination) -> str:
+    """How notices and answers name a destination: ``webhook #2`` or ``email destination #3``."""
+    what = "webhook" if destination.kind == HttpSettings.kind else f"{destination.kind} destination"
+    return f"{what} #{destination.id}"
+
+
+def mark_deactivated(session: Session, destination: Destination, message: str) -> None:
+    """Deactivate a destination, saying why in a notice and in its attempt log: nothing is delivered to it until
+    it is activated, and its events keep accumulating for a replay."""
+    now = utcnow()
+    destination.active = False
+    destination.deactivated_at = now
+    session.add(Notice(account_id=destination.account_id, destination_id=destination.id, kind="deactivated",
+                       message=message))
+    session.add(Attempt(destination_id=destination.id, message_id="-", started_at=now, duration_ms=0,
+                        event_count=0, outcome="deactivated", status=None, detail=message))
+
+
 def activate(session: Session, destination: Destination, replay: bool) -> dict[str, Any]:
-    """Activate a (deactivated) destination; with ``replay`` what accumulated is delivered, else dropped.
+    """Activate a deactivated destination; with ``replay`` what accumulated is delivered, else dropped.
 
     A file destination's rows keep the period they arrived in: only periods already cut are
-    retried at once, the others are cut as usual.
+    retried at once, the others are cut as usual. An active destination stays as it is (no
+    notice; nothing is dropped), except that ``replay`` makes what waits for it due at once
+    with its tries forgotten; ``activated`` says whether it was deactivated.
     """
     now = utcnow()
+    was_active = destination.active
     dropped = 0
     if replay:
         queue.requeue_pending(session, destination.id, now, assigned_only=destination.kind in FILE_KINDS)
-    elif not destination.active:
+        destination.paused_until = None
+    elif not was_active:
         dropped = queue.drop_pending(session, destination.id, now)
-    destination.active = True
-    destination.deactivated_at = None
-    destination.failing_since = None
-    destination.consecutive_failures = 0
-    destination.paused_until = None
-    label = "webhook" if destination.kind == HttpSettings.kind else f"{destination.kind} destination"
-    session.add(Notice(account_id=destination.account_id, destination_id=destination.id, kind="activated",
-                       message=f"{label} #{destination.id} activated"
-                       + (" with replay" if replay else "")
-                       + (f"; {dropped} accumulated events dropped" if dropped else "")))
-    return {"id": destination.id, "active": True, "queued": queue.count_pending(session, destination.id),
-            "dropped": dropped}
+    if not was_active:
+        destination.active = True
+        destination.deactivated_at = None
+        destination.failing_since = None
+        destination.consecutive_failures = 0
+        destination.paused_until = None
+        session.add(Notice(account_id=destination.account_id, destination_id=destination.id, kind="activated",
+                           message=f"{label(destination)} activated"
+                           + (" with replay" if replay else "")
+                           + (f"; {dropped} accumulated events dropped" if dropped else "")))
+    answer: dict[str, Any] = {"id": destination.id, "active": True, "activated": not was_active,
+                              "queued": queue.count_pending(session, destination.id), "dropped": dropped}
+    if was_active:
+        answer["message"] = (f"{label(destination)} was already active; nothing changed"
+                             + (", and what waits for it is due now" if replay else
+                                " (to send its waiting retries at once: retry now)"))
+    return answer
 
 
 def attempts(session: Session, destination_id: int, limit: int = 100) -> list[dict[str, Any]]:

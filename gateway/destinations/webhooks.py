@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
 from gateway.destinations import management as admin
-from gateway.destinations import routing
+from gateway.destinations import outbound, routing
 from gateway.destinations.checks import problem
 from gateway.destinations.http import HttpSettings
 from gateway.events import formats, model
@@ -67,9 +67,11 @@ def prepare(account_id: int, payload: Mapping[str, Any]) -> Destination:
 
 def create_verified(sessions: sessionmaker[Session], account_id: int, payload: Mapping[str, Any],
                     settings: Settings, verify: bool) -> dict[str, Any]:
-    """Create a webhook and return its view with the secret; with ``verify``, first send a test
-    event and refuse a URL that does not answer 2xx (nothing is stored then)."""
+    """Create a webhook and return its view with the secret; refuse a URL the outbound policy does not
+    let the gateway reach, and with ``verify``, first send a test event and refuse a URL that does not
+    answer 2xx (nothing is stored then)."""
     destination = prepare(account_id, payload)
+    outbound.check_target(destination, settings)
     if verify:
         # Before the transaction: the store is not held while the endpoint takes its time.
         outcome = admin.probe(destination, settings)
@@ -89,8 +91,16 @@ def create(session: Session, account_id: int, payload: Mapping[str, Any],
     return admin.create(session, account_id, payload, prepared or prepare(account_id, payload))
 
 
+def check_change(payload: Mapping[str, Any], settings: Settings) -> None:
+    """Refuse a change to a URL the outbound policy does not let the gateway reach (ValidationError naming
+    ``url``). Call it before the change's transaction: it may resolve a host name."""
+    if "url" in payload:
+        outbound.check_url(settings, payload["url"])
+
+
 def update_webhook(session: Session, account_id: int, webhook_id: int, payload: Mapping[str, Any]) -> Destination:
-    """Change a webhook's URL, types, format, secret or options without deactivating it."""
+    """Change a webhook's URL, types, format, secret or options without deactivating it (``check_change``
+    first)."""
     destination = get(session, account_id, webhook_id)
     admin.reconfigure(destination, payload)
     if "app" in payload:

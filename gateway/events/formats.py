@@ -1,10 +1,13 @@
 """Every rendering of an event: JSON, the generic CSV (both ways), legacy pull CSV and legacy form fields."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -216,3 +219,32 @@ def to_form(event: Mapping[str, Any]) -> list[tuple[str, str]]:
         else:
             fields.append((key, value if isinstance(value, str) else json.dumps(value)))
     return fields
+
+
+def _csv_line(event: Mapping[str, Any]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerow(to_csv_row(event))
+    return out.getvalue().encode("utf-8")
+
+
+# Every rendering, named, as bytes: what the sinks and file exports write.
+_RENDERINGS: tuple[tuple[str, Callable[[Mapping[str, Any]], object]], ...] = (
+    ("JSON", lambda event: orjson.dumps(to_json(event))),
+    ("CSV", _csv_line),
+    ("legacy CSV", lambda event: ",".join(to_legacy_row(event)).encode("utf-8")),
+    ("form fields", lambda event: urlencode(to_form(event)).encode("ascii")),
+)
+
+
+def render_problem(event: Mapping[str, Any]) -> str | None:
+    """Why some rendering above cannot write ``event``, or None when every one can.
+
+    Ingest refuses such events; this finds one that reached the store another way (an
+    older version, a direct write), so that the delivery engine can park it alone.
+    """
+    for name, render in _RENDERINGS:
+        try:
+            render(event)
+        except Exception as exc:  # whatever the rendering raises names the problem
+            return f"cannot be rendered as {name}: {type(exc).__name__}: {exc}"[:500]
+    return None

@@ -6,7 +6,6 @@ type names from here, so a field added here appears everywhere at once.
 from __future__ import annotations
 
 import enum
-import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -14,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
+
+import orjson
 
 from gateway.errors import Problem, ValidationError
 
@@ -236,43 +237,80 @@ def _check_phone(field: Field, value: object) -> str:
     return text
 
 
+# What JSON can carry and every rendering can write: orjson (webhooks, JSON lines) stops at
+# 64-bit integers and refuses lone surrogates; PostgreSQL's JSON refuses NaN and Infinity.
+MIN_DATA_INT = -(2**63)
+MAX_DATA_INT = 2**64 - 1
 _FLAT = (str, int, bool, type(None))
 
 
-def _depth(value: object) -> int:
-    """How many levels of objects and arrays ``value`` nests, counted without recursion."""
-    deepest, pending = 0, [(value, 1)]
+def _plain_text(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (no lone surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _where(path: tuple[str, ...]) -> str:
+    shown = ".".join(path[:6]) + (".…" if len(path) > 6 else "")
+    return f" (at {shown[:80]})" if path else ""
+
+
+def _data_problem(value: dict[str, Any]) -> str | None:
+    """Why ``value`` cannot be stored and rendered everywhere, or None; walked without recursion."""
+    pending: list[tuple[object, tuple[str, ...]]] = [(value, ())]
     while pending:
-        item, level = pending.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
+        item, path = pending.pop()
+        if isinstance(item, dict):
+            if len(path) >= MAX_DATA_DEPTH:
+                return f"nests deeper than {MAX_DATA_DEPTH} levels"
+            for key, child in item.items():
+                if type(key) is not str or not _plain_text(key):
+                    return f"has a key that is not a text{_where(path)}"
+                pending.append((child, (*path, key)))
+        elif isinstance(item, list):
+            if len(path) >= MAX_DATA_DEPTH:
+                return f"nests deeper than {MAX_DATA_DEPTH} levels"
+            pending.extend((child, (*path, str(index))) for index, child in enumerate(item))
+        elif isinstance(item, bool) or item is None:
             continue
-        deepest = max(deepest, level)
-        if deepest > MAX_DATA_DEPTH:
-            break
-        pending.extend((child, level + 1) for child in children)
-    return deepest
+        elif isinstance(item, int):
+            if not MIN_DATA_INT <= item <= MAX_DATA_INT:
+                return f"holds an integer beyond 64 bits{_where(path)}"
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                return f"must not contain NaN or Infinity{_where(path)}"
+        elif isinstance(item, str):
+            if not _plain_text(item):
+                return f"holds text that is not valid Unicode (a lone surrogate){_where(path)}"
+        else:
+            return f"holds a value that is not JSON ({type(item).__name__}){_where(path)}"
+    return None
 
 
 def _check_object(field: Field, value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("must be a JSON object")
-    # The common case, a flat object of strings and numbers, is measured without encoding it.
+    # The common case, a flat object of short texts and numbers, is measured without encoding it.
     size = 0
     for key, item in value.items():
-        if type(key) is not str or type(item) not in _FLAT:
+        kind = type(item)
+        if (type(key) is not str or kind not in _FLAT or not key.isascii()
+                or (kind is str and not item.isascii())
+                or (kind is int and not MIN_DATA_INT <= item <= MAX_DATA_INT)):
             break
-        size += len(key) + (len(item) if type(item) is str else 8) + 6
+        size += len(key) + (len(item) if kind is str else 8) + 6
     else:
         if size * 6 <= MAX_DATA_BYTES:  # even if every character needed a \uXXXX escape
             return value
-    if _depth(value) > MAX_DATA_DEPTH:
-        raise ValueError(f"nests deeper than {MAX_DATA_DEPTH} levels")
-    try:
-        # PostgreSQL's JSON refuses NaN and Infinity, which Python's json reads and writes.
-        size = len(json.dumps(value, default=str, allow_nan=False))
-    except ValueError:
-        raise ValueError("must not contain NaN or Infinity") from None
+    reason = _data_problem(value)
+    if reason is not None:
+        raise ValueError(reason)
+    size = len(orjson.dumps(value))
     if size > MAX_DATA_BYTES:
         raise ValueError(f"is larger than {MAX_DATA_BYTES} bytes")
     return value

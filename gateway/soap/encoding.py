@@ -100,9 +100,10 @@ def parse_envelope(body: bytes, max_bytes: int = MAX_SOAP_REQUEST_BYTES,
                    flavour_hint: Flavour | None = None) -> PaintRequest:
     """Decode a handleRequest envelope of either flavour.
 
-    The flavour is read from the envelope itself; ``flavour_hint`` (from the SOAPAction)
-    settles the one case the envelope cannot: a request with no map data and no
-    SOAP-encoding attributes, as zeep sends on the encoded WSDL.
+    The flavour is read from the map data when there is any; without it, ``flavour_hint``
+    (from the SOAPAction) decides when it names the literal WSDL, else the envelope's
+    SOAP-encoding attributes do, and failing those the hint (zeep on the encoded WSDL
+    writes none).
 
     Raises BodyTooLarge over ``max_bytes``, ForbiddenXML for any DOCTYPE, PaintDecodeError
     for a part that cannot be decoded and EnvelopeError for anything else that is not a
@@ -221,13 +222,16 @@ def _as_text(body: bytes) -> str:
     return body.decode("latin-1")
 
 
+# The wrapper's namespaces: the WSDLs' soap:body namespace, the literal WSDL's targetNamespace
+# (node-soap builds the wrapper from it) and none. Matched by local name, as PHP's SoapServer does.
+_OPERATION_TAGS = (f"{{{PAINT_NS}}}handleRequest", f"{{{PAINT_TYPES_NS}}}handleRequest", "handleRequest")
+
+
 def _find_operation(soap_body: etree._Element) -> etree._Element:
     children = list(soap_body)
     for child in children:
-        if child.tag == f"{{{PAINT_NS}}}handleRequest":
+        if child.tag in _OPERATION_TAGS:
             return child
-    if children and children[0].tag == "handleRequest":
-        return children[0]
     found = children[0].tag if children else "nothing"
     raise EnvelopeError(f"the SOAP Body holds {found}, not a {{{PAINT_NS}}}handleRequest")
 
@@ -252,8 +256,12 @@ def _parts_by_name(wrapper: etree._Element) -> dict[str, etree._Element]:
 
 def _flavour(parts: dict[str, etree._Element], containers: tuple[etree._Element, ...],
              hint: Flavour | None = None) -> Flavour:
-    """Literal if a map part holds ``pairs``, encoded if it holds ``item``s; else judged by SOAP-encoding
-    hints, and failing those by ``hint`` (what the SOAPAction says)."""
+    """Literal if a map part holds ``pairs``, encoded if it holds ``item``s; else literal when ``hint`` (what
+    the SOAPAction says) is, then judged by SOAP-encoding hints, and failing those by ``hint``.
+
+    The literal SOAPAction goes before the hints: suds puts ``encodingStyle`` on every Envelope,
+    literal or not.
+    """
     for name in ("entityData", "processData"):
         part = parts.get(name)
         if part is None:
@@ -262,6 +270,8 @@ def _flavour(parts: dict[str, etree._Element], containers: tuple[etree._Element,
             return "literal"
         if len(part) or part.get("href") is not None:
             return "encoded"
+    if hint == "literal":
+        return "literal"
     encoded_hints = any(node.get(_ENCODING_STYLE) is not None for node in containers) or any(
         part.get(_XSI_TYPE) is not None for part in parts.values()
     )

@@ -106,9 +106,7 @@ def _login(req: PaintRequest) -> Result:
         missing = {k: "is required" for k, v in (("userName", name), ("password", password)) if not v}
         raise LegacyError("bean_exception_validation", missing)
     try:
-        context_id = sessions.login(rt.sessions, name, password,
-                                    failure_limit=rt.settings.login_failure_limit,
-                                    lockout_seconds=rt.settings.login_backoff_max_seconds)
+        context_id = sessions.login(rt.sessions, name, password, address=request.remote_addr, settings=rt.settings)
     except LockedOut as exc:
         raise LegacyError("bean_exception_security", str(exc)) from None
     except AuthError:

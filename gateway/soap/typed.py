@@ -46,12 +46,14 @@ from gateway.soap.spyne_types import (
     fields_of,
     rpc,
 )
-from gateway.soap.typed_context import ServiceApplication, account_of, runtime_of
+from gateway.soap.typed_context import SERVICE_NAME, ServiceApplication, account_of, runtime_of
 from gateway.soap.typed_webhooks import WebHooksService
 
 TNS = "urn:eventgw:events:1"
 PATH = "/soap/events"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+PORT = "Events"
+"""The port (and binding) of the pull operations."""
 WSDL_PUBLIC_URL = "http://127.0.0.1:8080"
 """The public URL the checked-in wsdl/events.wsdl is generated with."""
 
@@ -83,18 +85,24 @@ class BatchResult(ComplexModel):
 
 
 class EventsService(ServiceBase):
-    """The pull operations; each translates its arguments into one call of the pull core."""
+    """The pull operations; each translates its arguments into one call of the pull core.
+
+    They are the port ``Events`` of the one service, beside the port ``WebHooks``.
+    """
+
+    __service_name__ = SERVICE_NAME
+    __port_types__ = (PORT,)
 
     @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=Unicode,
-         _in_arg_names={"user_name": "userName"}, _out_variable_name="sessionId")
+         _in_arg_names={"user_name": "userName"}, _out_variable_name="sessionId", _port_type=PORT)
     def login(ctx: MethodContext, user_name: str, password: str) -> str:
         """Check an account's name and password; returns the session id the other operations take."""
         rt = runtime_of(ctx)
-        return sessions.login(rt.sessions, user_name, password,
-                              failure_limit=rt.settings.login_failure_limit,
-                              lockout_seconds=rt.settings.login_backoff_max_seconds)
+        environ = getattr(getattr(ctx, "transport", None), "req_env", None)  # Spyne's WSGI transport
+        return sessions.login(rt.sessions, user_name, password, address=sessions.client_address(environ),
+                              settings=rt.settings)
 
-    @rpc(Unicode(**_REQUIRED), _in_arg_names={"session_id": "sessionId"})
+    @rpc(Unicode(**_REQUIRED), _in_arg_names={"session_id": "sessionId"}, _port_type=PORT)
     def logout(ctx: MethodContext, session_id: str) -> None:
         """End a session."""
         sessions.logout(runtime_of(ctx).sessions, session_id)
@@ -106,7 +114,8 @@ class EventsService(ServiceBase):
                      "acknowledgeBatch, or until the lease runs out and they come back"),
          Boolean(doc="true: return the events and change nothing (markAsRead is ignored)"),
          _returns=BatchResult,
-         _in_arg_names={"session_id": "sessionId", "limit": "max", "mark_as_read": "markAsRead"})
+         _in_arg_names={"session_id": "sessionId", "limit": "max", "mark_as_read": "markAsRead"},
+         _port_type=PORT)
     def getBatch(ctx: MethodContext, session_id: str, types: list[str] | None, limit: int,
                  mark_as_read: bool | None, peek: bool | None) -> None:
         """Take up to ``max`` of the oldest waiting events of ``types``."""
@@ -119,13 +128,14 @@ class EventsService(ServiceBase):
                        lease_seconds=rt.settings.pull_lease_seconds)
 
     @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=Integer,
-         _in_arg_names={"session_id": "sessionId", "batch_id": "batchId"}, _out_variable_name="acknowledged")
+         _in_arg_names={"session_id": "sessionId", "batch_id": "batchId"}, _out_variable_name="acknowledged",
+         _port_type=PORT)
     def acknowledgeBatch(ctx: MethodContext, session_id: str, batch_id: str) -> int:
         """Mark a leased batch as collected; returns how many of its events it still held."""
         return pull.acknowledge(runtime_of(ctx).sessions, account_of(ctx, session_id), batch_id)
 
     @rpc(Unicode(**_REQUIRED), Unicode(**_REQUIRED), _returns=BatchResult,
-         _in_arg_names={"session_id": "sessionId", "batch_id": "batchId"})
+         _in_arg_names={"session_id": "sessionId", "batch_id": "batchId"}, _port_type=PORT)
     def getBatchAgain(ctx: MethodContext, session_id: str, batch_id: str) -> None:
         """The events of an earlier batch, within the recovery window (after a client crashed)."""
         rt = runtime_of(ctx)

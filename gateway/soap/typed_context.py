@@ -14,6 +14,9 @@ from gateway.runtime import Runtime
 from gateway.soap import sessions
 from gateway.soap.spyne_types import Application, Fault, MethodContext, ServiceBase, Soap11
 
+SERVICE_NAME = "EventsService"
+"""The one wsdl:service both service classes are ports of (code generators make one class per service)."""
+
 # Spyne logs every client fault (a wrong password, max=0, malformed XML) with a stack
 # trace, and malformed requests in full (passwords included). They are the caller's
 # errors and answered as Faults; unexpected errors (spyne.application.server) still log.
@@ -22,10 +25,19 @@ for _name in ("spyne.application.client", "spyne.server._base", "spyne.protocol.
 
 
 class _Soap11(Soap11):
-    """Spyne's SOAP 1.1, refusing documents with a DTD (its parser never expands entities or fetches anything)."""
+    """Spyne's SOAP 1.1, refusing documents with a DTD (its parser never expands entities or fetches anything)
+    and answering an empty body or one that is not text in its charset with a Fault (Spyne lets those escape)."""
 
     def create_in_document(self, ctx: MethodContext, charset: str | None = None) -> None:
-        super().create_in_document(ctx, charset)
+        try:
+            super().create_in_document(ctx, charset)
+        except StopIteration:  # Spyne reads the body's first chunk with next()
+            raise Fault("Client.XMLSyntaxError", "the request body is empty; POST a SOAP 1.1 envelope") from None
+        except UnicodeDecodeError as exc:
+            raise Fault("Client.XMLSyntaxError",
+                        f"the request body is not {exc.encoding} text (byte {exc.start}: {exc.reason})") from None
+        except LookupError:
+            raise Fault("Client.XMLSyntaxError", f"unknown charset {charset!r} in the Content-Type") from None
         root, _ = ctx.in_document
         if root.getroottree().docinfo.doctype:  # type: ignore[attr-defined]  # lxml-stubs lack DocInfo.doctype
             raise Fault("Client.XMLSyntaxError", "a document type declaration (DOCTYPE) is not allowed")

@@ -32,7 +32,7 @@ from gateway.soap.spyne_types import (
     fields_of,
     rpc,
 )
-from gateway.soap.typed_context import account_of, runtime_of
+from gateway.soap.typed_context import SERVICE_NAME, account_of, runtime_of
 from sinks.http import FORMATS
 
 _SESSION = Unicode(min_occurs=1, nillable=False, doc="the session id from login")
@@ -40,6 +40,8 @@ _WEBHOOK_ID = Integer(min_occurs=1, nillable=False, doc="the webhook's id")
 _EVENTS = Unicode(max_occurs="unbounded", doc="event types, comma-separated or repeated")
 _NAMES = {"session_id": "sessionId", "webhook_id": "webHookId", "format_": "format"}
 _R = TypeVar("_R", bound=ComplexModel)
+PORT = "WebHooks"
+"""The port (and binding) of the webhook operations."""
 
 
 class HttpHeader(ComplexModel):
@@ -67,6 +69,7 @@ class WebHook(ComplexModel):
         ("batchMaxEvents", Integer(doc="at most this many events per request")),
         ("intervalSeconds", Double(doc="at most one request per this many seconds; 0: as events arrive")),
         ("batchMaxBytes", Integer(doc="at most this many bytes per request")),
+        ("rateLimit", Double(doc="at most this many events per second (set over REST); none: no limit")),
         ("createdAt", DateTime(doc="when it was created")),
         ("secret", Unicode(doc="the signing secret (whsec_<base64>); only in createWebHook's answer")),
     ]
@@ -151,14 +154,20 @@ def _context(ctx: MethodContext, session_id: str) -> tuple[Runtime, int]:
 
 
 class WebHooksService(ServiceBase):
-    """The webhook operations; each translates its arguments into calls of gateway.destinations.webhooks."""
+    """The webhook operations; each translates its arguments into calls of gateway.destinations.webhooks.
+
+    They are the port ``WebHooks`` of the one service, beside the pull operations' port ``Events``.
+    """
+
+    __service_name__ = SERVICE_NAME
+    __port_types__ = (PORT,)
 
     @rpc(_SESSION, Unicode(doc="the http or https URL to post events to"), _EVENTS,
          Unicode(doc=f"one of {', '.join(FORMATS)}; json if not given"),
          Unicode(doc="a name of the caller's choosing, to filter on"),
          Unicode(doc="the signing secret, whsec_<base64 of at least 24 bytes>; generated if not given"),
          Boolean(doc="true: send a test event first and refuse a URL that does not answer 2xx"),
-         _returns=WebHook, _in_arg_names=_NAMES, _out_variable_name="webHook")
+         _returns=WebHook, _in_arg_names=_NAMES, _out_variable_name="webHook", _port_type=PORT)
     def createWebHook(ctx: MethodContext, session_id: str, url: str | None, events: list[str] | None,
                       format_: str | None, app: str | None, secret: str | None, verify: bool | None) -> WebHook:
         """Post the events of these types to the URL; the answer holds the secret, shown only here."""
@@ -167,7 +176,8 @@ class WebHooksService(ServiceBase):
         return _webhook(webhooks.create_verified(rt.sessions, account_id, payload, rt.settings, bool(verify)))
 
     @rpc(_SESSION, Unicode(doc="only the webhooks of this app"), Unicode(doc="only those receiving this type"),
-         _returns=WebHook.customize(max_occurs="unbounded"), _in_arg_names=_NAMES, _out_variable_name="webHook")
+         _returns=WebHook.customize(max_occurs="unbounded"), _in_arg_names=_NAMES, _out_variable_name="webHook",
+         _port_type=PORT)
     def getWebHooks(ctx: MethodContext, session_id: str, app: str | None, event: str | None) -> list[WebHook]:
         """The caller's webhooks, oldest first."""
         rt, account_id = _context(ctx, session_id)
@@ -175,7 +185,8 @@ class WebHooksService(ServiceBase):
             found = webhooks.list_webhooks(session, account_id, app, event)
             return [_webhook(webhooks.view(session, destination)) for destination in found]
 
-    @rpc(_SESSION, _WEBHOOK_ID, _returns=WebHook, _in_arg_names=_NAMES, _out_variable_name="webHook")
+    @rpc(_SESSION, _WEBHOOK_ID, _returns=WebHook, _in_arg_names=_NAMES, _out_variable_name="webHook",
+         _port_type=PORT)
     def getWebHook(ctx: MethodContext, session_id: str, webhook_id: int) -> WebHook:
         """One webhook."""
         rt, account_id = _context(ctx, session_id)
@@ -185,18 +196,19 @@ class WebHooksService(ServiceBase):
     @rpc(_SESSION, _WEBHOOK_ID, Unicode(doc="a new URL"), _EVENTS, Unicode(doc=f"one of {', '.join(FORMATS)}"),
          Unicode(doc="a new app name"),
          Unicode(doc="a new secret; the previous one keeps signing beside it until the next change"),
-         _returns=WebHook, _in_arg_names=_NAMES, _out_variable_name="webHook")
+         _returns=WebHook, _in_arg_names=_NAMES, _out_variable_name="webHook", _port_type=PORT)
     def updateWebHook(ctx: MethodContext, session_id: str, webhook_id: int, url: str | None, events: list[str] | None,
                       format_: str | None, app: str | None, secret: str | None) -> WebHook:
         """Change the fields given, and only those, without deactivating the webhook."""
         rt, account_id = _context(ctx, session_id)
         payload = _payload(url=url, events=events, format=format_, app=app, secret=secret)
+        webhooks.check_change(payload, rt.settings)
         with rt.sessions.begin() as session:
             return _webhook(webhooks.view(session, webhooks.update_webhook(session, account_id, webhook_id, payload)))
 
     @rpc(_SESSION, _WEBHOOK_ID,
          Boolean(doc="true: deliver the events that accumulated while deactivated; false (the default): drop them"),
-         _returns=ActivationResult, _in_arg_names={**_NAMES, "replay": "replayEvents"})
+         _returns=ActivationResult, _in_arg_names={**_NAMES, "replay": "replayEvents"}, _port_type=PORT)
     def activateWebHook(ctx: MethodContext, session_id: str, webhook_id: int, replay: bool | None) -> ActivationResult:
         """Activate a webhook that was deactivated after repeated failures (make sure its URL works again)."""
         rt, account_id = _context(ctx, session_id)
@@ -205,7 +217,7 @@ class WebHooksService(ServiceBase):
 
     @rpc(_SESSION, _WEBHOOK_ID, DateTime(min_occurs=1, nillable=False, doc="from this time (with a zone) on"),
          DateTime(min_occurs=1, nillable=False, doc="up to, not including, this time (with a zone)"),
-         _returns=Integer, _in_arg_names=_NAMES, _out_variable_name="queued")
+         _returns=Integer, _in_arg_names=_NAMES, _out_variable_name="queued", _port_type=PORT)
     def replayWebHook(ctx: MethodContext, session_id: str, webhook_id: int, since: datetime, until: datetime) -> int:
         """Deliver again every event of the webhook's types that occurred in [since, until); returns how many."""
         rt, account_id = _context(ctx, session_id)
@@ -213,21 +225,22 @@ class WebHooksService(ServiceBase):
         with rt.sessions.begin() as session:
             return webhooks.replay(session, account_id, webhook_id, *window)
 
-    @rpc(_SESSION, _WEBHOOK_ID, _in_arg_names=_NAMES)
+    @rpc(_SESSION, _WEBHOOK_ID, _in_arg_names=_NAMES, _port_type=PORT)
     def deleteWebHookById(ctx: MethodContext, session_id: str, webhook_id: int) -> None:
         """Delete a webhook; its types go back to the pull queue if nothing else receives them."""
         rt, account_id = _context(ctx, session_id)
         with rt.sessions.begin() as session:
             webhooks.delete_webhook(session, account_id, webhook_id)
 
-    @rpc(_SESSION, _WEBHOOK_ID, _returns=VerifyResult, _in_arg_names=_NAMES)
+    @rpc(_SESSION, _WEBHOOK_ID, _returns=VerifyResult, _in_arg_names=_NAMES, _port_type=PORT)
     def verifyWebHook(ctx: MethodContext, session_id: str, webhook_id: int) -> VerifyResult:
         """Send a test event now and report what the URL answered; the webhook itself does not change."""
         rt, account_id = _context(ctx, session_id)
         return VerifyResult(**webhooks.verify(rt.read_sessions, account_id, webhook_id, rt.settings))
 
     @rpc(_SESSION, _WEBHOOK_ID, Integer(doc="at most this many, 1 to 1000; 100 if not given"),
-         _returns=Attempt.customize(max_occurs="unbounded"), _in_arg_names=_NAMES, _out_variable_name="attempt")
+         _returns=Attempt.customize(max_occurs="unbounded"), _in_arg_names=_NAMES, _out_variable_name="attempt",
+         _port_type=PORT)
     def getWebHookAttempts(ctx: MethodContext, session_id: str, webhook_id: int, limit: int | None) -> list[Attempt]:
         """The webhook's most recent delivery attempts, newest first."""
         rt, account_id = _context(ctx, session_id)

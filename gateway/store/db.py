@@ -1,21 +1,30 @@
 """Engines, sessions and schema migrations of the event store."""
 from __future__ import annotations
 
+import logging
+import random
 import sqlite3
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 READ_ONLY = "eventgw_read_only"
 BUSY_SECONDS = 30
+# The key of the PostgreSQL advisory lock that migrations run under ("eventgw!" in ASCII):
+# any number of processes may start at once on one database, one migrates at a time.
+MIGRATION_LOCK_KEY = 0x6576656E74677721
 # JSON columns (an event's data, a destination's settings) through orjson: several times
 # faster than the standard library on the ingest and delivery paths.
 _JSON: dict[str, Any] = {"json_serializer": lambda value: orjson.dumps(value).decode(),
@@ -130,6 +139,38 @@ def make_read_sessions(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
+# SQLSTATEs after which running the whole transaction again is safe and likely to succeed:
+# deadlock_detected and serialization_failure (PostgreSQL). SQLite never deadlocks: every
+# write transaction holds the database's single write lock from its start.
+RETRYABLE_STATES = frozenset({"40P01", "40001"})
+TRANSACTION_TRIES = 4
+_Result = TypeVar("_Result")
+
+
+def is_retryable(error: exc.DBAPIError) -> bool:
+    """Whether the database aborted a transaction only because of a concurrent one (deadlock,
+    serialization failure), so that running it again is the whole remedy."""
+    return getattr(error.orig, "sqlstate", None) in RETRYABLE_STATES
+
+
+def in_transaction(sessions: sessionmaker[Session], work: Callable[[Session], _Result],
+                   tries: int = TRANSACTION_TRIES) -> _Result:
+    """Run ``work`` in a write transaction of its own, again (after a short random pause) when the
+    database aborted it for a deadlock or a serialization failure; at most ``tries`` times."""
+    for attempt in range(1, tries + 1):
+        try:
+            with sessions.begin() as session:
+                return work(session)
+        except exc.DBAPIError as error:
+            if attempt == tries or not is_retryable(error):
+                raise
+            log.info("transaction aborted by a concurrent one (%s); try %s of %s",
+                     getattr(error.orig, "sqlstate", ""), attempt + 1, tries)
+            # Jitter, so that the transactions that collided do not collide again.
+            time.sleep(random.uniform(0.0, 0.05 * attempt))
+    raise AssertionError("unreachable")
+
+
 def alembic_config(engine: Engine) -> Config:
     """An alembic configuration bound to ``engine`` (no alembic.ini needed)."""
     config = Config()
@@ -139,8 +180,32 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply the schema migrations up to ``revision``."""
-    command.upgrade(alembic_config(engine), revision)
+    """Apply the schema migrations up to ``revision``, one process at a time.
+
+    Processes that start together on an empty or an old database wait for each other: the
+    first migrates, the others then find the schema up to date.
+    """
+    with migration_lock(engine):
+        command.upgrade(alembic_config(engine), revision)
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold the database's migration lock: on PostgreSQL an advisory lock, on SQLite nothing more
+    than the write lock that every migration transaction takes (BEGIN IMMEDIATE)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    # A connection of its own, closed afterwards rather than returned to the pool: closing
+    # it releases the lock even if unlocking fails, and no pooled connection keeps it.
+    # Alembic runs on another connection, so its transactional DDL is unchanged.
+    with engine.connect() as holder:
+        try:
+            holder.execute(select(func.pg_advisory_lock(MIGRATION_LOCK_KEY)))
+            holder.commit()
+            yield
+        finally:
+            holder.invalidate()
 
 
 def current_revision(engine: Engine) -> str | None:

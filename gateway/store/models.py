@@ -21,6 +21,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from gateway import vault
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -63,6 +65,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
+class SealedSettings(TypeDecorator[dict[str, Any]]):
+    """A destination's settings as JSON, each secret among them sealed with the keys of the store's engine
+    (``gateway.vault``): sealed when written, opened when read."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: dict[str, Any] | None, dialect: Dialect) -> Any:
+        return None if value is None else vault.seal_stored(dialect, value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dict[str, Any] | None:
+        return None if value is None else vault.open_stored(dialect, value)
+
+
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
     return datetime.now(timezone.utc)
@@ -103,6 +119,12 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "uid", name="uq_events_account_uid"),
         Index("ix_events_account_type_time", "account_id", "type", "occurred_at"),
+        # The console: events by time across types, and by recipient (migration 0007).
+        Index("ix_events_account_time", "account_id", "occurred_at", "type"),
+        Index("ix_events_account_email", "account_id", "email",
+              sqlite_where=text("email IS NOT NULL"), postgresql_where=text("email IS NOT NULL")),
+        Index("ix_events_account_phone", "account_id", "phone",
+              sqlite_where=text("phone IS NOT NULL"), postgresql_where=text("phone IS NOT NULL")),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -133,7 +155,7 @@ class Destination(Base):
     kind: Mapped[str] = mapped_column(String(8))
     name: Mapped[str] = mapped_column(String(200), default="")
     app: Mapped[str | None] = mapped_column(String(200))
-    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    settings: Mapped[dict[str, Any]] = mapped_column(SealedSettings, default=dict)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     deactivated_at: Mapped[datetime | None]
     failing_since: Mapped[datetime | None]
@@ -173,6 +195,8 @@ class QueueItem(Base):
         Index("ix_queue_lease", "destination_id", "lease_id",
               sqlite_where=text("lease_id IS NOT NULL"), postgresql_where=text("lease_id IS NOT NULL")),
         Index("ix_queue_done", "done_at", sqlite_where=text("state = 'done'"), postgresql_where=text("state = 'done'")),
+        Index("ix_queue_parked", "destination_id", "done_at",
+              sqlite_where=text("state = 'parked'"), postgresql_where=text("state = 'parked'")),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     destination_id: Mapped[int] = mapped_column(ForeignKey("destinations.id", ondelete="CASCADE"))
@@ -183,6 +207,7 @@ class QueueItem(Base):
     lease_id: Mapped[str | None] = mapped_column(String(40))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     done_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)  # why a parked row's event cannot be rendered
 
 
 class Attempt(Base):
@@ -199,6 +224,29 @@ class Attempt(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     status: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class FilePeriod(Base):
+    """One period of a file destination: the span of arrivals its file holds, and, once uploaded, the file.
+
+    A destination's periods never overlap (the next starts where the last ended, or later when
+    periods without events are skipped), and no two share a file name.
+    """
+
+    __tablename__ = "file_periods"
+    __table_args__ = (
+        UniqueConstraint("destination_id", "starts_at", name="uq_file_periods_start"),
+        UniqueConstraint("destination_id", "name", name="uq_file_periods_name"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    destination_id: Mapped[int] = mapped_column(ForeignKey("destinations.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    sequence: Mapped[int] = mapped_column(Integer)  # among the destination's periods starting that UTC day, from 1
+    event_count: Mapped[int] = mapped_column(Integer)  # the rows cut into it
+    name: Mapped[str | None] = mapped_column(String(255))  # the file it was uploaded as
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime | None]
 
 
 class PullBatch(Base):
@@ -226,19 +274,20 @@ class Notice(Base):
 
 
 class LegacySession(Base):
-    """A session of the legacy SOAP API (the `beanId` a client passes as contextId)."""
+    """A session of either SOAP API; only the SHA-256 of its id (the legacy `beanId`) is stored."""
 
     __tablename__ = "legacy_sessions"
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class LoginFailure(Base):
-    """Recent failed logins per account name, for the lockout after repeated failures."""
+    """Failed logins in a row of one account from one client address, for the wait before its next try."""
 
     __tablename__ = "login_failures"
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    last_failure_at: Mapped[datetime]
+    last_failure_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,9 +1,10 @@
 """The queue: one row per (destination, event), its states, and every transition between them.
 
 A row is ``ready`` (due at ``due_at``), ``leased`` (held by ``lease_id`` until ``due_at``,
-after which it is due again) or ``done``. This is the only module that writes a row's
-state: ingest enqueues, pull and the delivery engine take and settle, management requeues
-or drops, retention purges, each through a function here. Takers use one
+after which it is due again), ``done``, or ``parked`` (set aside, with the reason in
+``error``). This is the only module that writes a row's state: ingest enqueues, pull and
+the delivery engine take and settle, management requeues, hastens, unparks or drops,
+retention purges, each through a function here. Takers use one
 ``UPDATE ... WHERE id IN (SELECT ... ORDER BY id LIMIT n [FOR UPDATE SKIP LOCKED])``, so
 concurrent takers never get the same row.
 """
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -39,7 +41,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import GenerativeSelect
 
 from gateway.events import model
-from gateway.store.models import Event, QueueItem, Route, UTCDateTime
+from gateway.store.models import Destination, Event, QueueItem, Route, UTCDateTime
 from gateway.store.rows import EVENT_COLUMNS, to_event
 
 
@@ -49,11 +51,14 @@ class QueueState(str, enum.Enum):
     READY = "ready"
     LEASED = "leased"
     DONE = "done"
+    PARKED = "parked"
 
 
-# Written inline, not as a bound parameter, so that SQLite can use the partial indexes
-# (``state != 'done'``) over the rows still waiting.
-PENDING = QueueItem.state != literal_column(f"'{QueueState.DONE.value}'")
+# Written inline, not as bound parameters, so that SQLite can use the partial indexes
+# (``state != 'done'``) over the rows still waiting; parked rows are few and wait for nothing.
+PENDING = and_(QueueItem.state != literal_column(f"'{QueueState.DONE.value}'"),
+               QueueItem.state != literal_column(f"'{QueueState.PARKED.value}'"))
+PARKED = QueueItem.state == literal_column(f"'{QueueState.PARKED.value}'")
 # Transitions of many rows write through the Core table: the ORM's bulk-update
 # bookkeeping would cost more than the statements themselves.
 QUEUE: Table = QueueItem.__table__  # type: ignore[assignment]
@@ -173,7 +178,7 @@ def requeue_events(session: Session, destination_id: int, window: ColumnElement[
     existing = session.execute(
         update(QueueItem)
         .where(QueueItem.destination_id == destination_id, QueueItem.event_id.in_(select(Event.id).where(window)))
-        .values(state=QueueState.READY.value, due_at=now, lease_id=None, attempts=0),
+        .values(state=QueueState.READY.value, due_at=now, lease_id=None, attempts=0, error=None),
         execution_options=_BULK,
     )
     missing = select(Event.id, Event.type).where(window, ~exists().where(
@@ -225,6 +230,38 @@ def reschedule(session: Session, destination_id: int, lease_id: str, due_at: dat
         .values(state=QueueState.READY.value, due_at=due_at),
         execution_options=_BULK,
     )
+
+
+def park(session: Session, destination_id: int, lease_id: str, event_uids: Sequence[str], error: str,
+         now: datetime) -> int:
+    """Set the lease's rows of these events (producer ids) aside as parked, with ``error``; returns how many.
+
+    They leave the lease, so settling it does not touch them, and no later take finds
+    them; a replay of their window queues them again.
+    """
+    owner = select(Destination.account_id).where(Destination.id == destination_id).scalar_subquery()
+    held = select(Event.id).where(Event.account_id == owner, Event.uid.in_(list(event_uids)))
+    return _count(session.execute(
+        update(QueueItem)
+        .where(QueueItem.destination_id == destination_id, QueueItem.lease_id == lease_id,
+               QueueItem.state == QueueState.LEASED.value, QueueItem.event_id.in_(held))
+        .values(state=QueueState.PARKED.value, done_at=now, error=error[:2000]),
+        execution_options=_BULK))
+
+
+def release(session: Session, destination_id: int, lease_id: str, now: datetime) -> int:
+    """Give a lease's rows back unsettled, due ``now`` under the same lease id, the try not counted.
+
+    For a clean stop: another worker takes them at once and sends them with the same
+    message id, so a receiver that got them already can tell.
+    """
+    return _count(session.execute(
+        update(QueueItem)
+        .where(QueueItem.destination_id == destination_id, QueueItem.lease_id == lease_id,
+               QueueItem.state == QueueState.LEASED.value)
+        .values(state=QueueState.READY.value, due_at=now,
+                attempts=case((QueueItem.attempts > 0, QueueItem.attempts - 1), else_=0)),
+        execution_options=_BULK))
 
 
 @dataclass(frozen=True)
@@ -322,6 +359,14 @@ def leased_attempts(session: Session, destination_id: int, lease_id: str) -> int
         QueueItem.state == QueueState.LEASED.value).limit(1))
 
 
+def in_flight(session: Session, destination_id: int, now: datetime) -> bool:
+    """Whether some row of the destination is leased and its lease has not run out at ``now``."""
+    return session.scalar(select(QueueItem.id).where(
+        QueueItem.destination_id == destination_id, PENDING, QueueItem.state == QueueState.LEASED.value,
+        QueueItem.due_at > now,
+    ).limit(1)) is not None
+
+
 def is_held(session: Session, destination_id: int, lease_id: str, now: datetime) -> bool:
     """Whether some row of the destination's lease is leased and its lease has not run out at ``now``."""
     return session.scalar(select(QueueItem.id).where(
@@ -336,6 +381,26 @@ def count_pending(session: Session, destination_id: int) -> int:
     """How many rows of the destination wait (ready or leased)."""
     return int(session.scalar(select(func.count()).select_from(QueueItem).where(
         QueueItem.destination_id == destination_id, PENDING)) or 0)
+
+
+def waiting(session: Session, destination_ids: Sequence[int] | None) -> dict[int, tuple[int, datetime]]:
+    """``(how many rows wait, when the oldest waiting one's event was received)`` for each of these
+    destinations (None: every destination) with rows waiting (ready or leased).
+
+    The age of what waits counts from the event's arrival, not from its next due time,
+    which a retry's backoff keeps in the future: an age alert must fire during a backoff.
+    A replayed event counts from its arrival too.
+    """
+    if destination_ids is not None and not destination_ids:
+        return {}
+    counted = select(QueueItem.destination_id, func.count().label("count"), func.min(QueueItem.id).label("first"))
+    if destination_ids is not None:
+        counted = counted.where(QueueItem.destination_id.in_(list(destination_ids)))
+    counts = counted.where(PENDING).group_by(QueueItem.destination_id).subquery()
+    found = session.execute(select(counts.c.destination_id, counts.c.count, Event.received_at)
+                            .join(QueueItem, QueueItem.id == counts.c.first)
+                            .join(Event, Event.id == QueueItem.event_id))
+    return {destination_id: (int(count), received) for destination_id, count, received in found}
 
 
 def oldest_ready(session: Session, destination_id: int) -> datetime | None:
@@ -356,6 +421,46 @@ def requeue_pending(session: Session, destination_id: int, now: datetime, *, ass
                     .values(state=QueueState.READY.value, due_at=now, attempts=0), execution_options=_BULK)
 
 
+def hasten(session: Session, destination_id: int, now: datetime) -> int:
+    """Make the destination's retries (ready rows with a lease id, tried before) that wait for a later try due
+    ``now`` (retry now); returns how many.
+
+    Their tries and message ids stay: a batch goes again as the same message. Rows held
+    by a delivery in flight are left to it, and rows never tried keep their due time (a
+    file destination's rows are cut into periods by it).
+    """
+    return _count(session.execute(
+        update(QueueItem).where(QueueItem.destination_id == destination_id, QueueItem.lease_id.is_not(None),
+                                QueueItem.state == QueueState.READY.value, QueueItem.due_at > now)
+        .values(due_at=now), execution_options=_BULK))
+
+
+def unpark(session: Session, destination_ids: Sequence[int], now: datetime, event_ids: Sequence[int] = ()) -> int:
+    """Queue the parked rows of these destinations again (only those of ``event_ids``, when given), due
+    ``now`` with fresh message ids and no tries; returns how many."""
+    condition = [QueueItem.destination_id.in_(list(destination_ids)), PARKED]
+    if event_ids:
+        condition.append(QueueItem.event_id.in_(list(event_ids)))
+    return _count(session.execute(
+        update(QueueItem).where(*condition)
+        .values(state=QueueState.READY.value, due_at=now, lease_id=None, attempts=0, error=None, done_at=None),
+        execution_options=_BULK))
+
+
+def parked_rows(session: Session, destination_ids: Sequence[int], limit: int,
+                before: datetime | None = None) -> list[tuple[int, datetime | None, str | None, int, str, str]]:
+    """The most recently parked rows of these destinations, newest first (parked before ``before``, when
+    given): ``(destination id, when parked, why, event id, producer id, event type)``."""
+    query = (select(QueueItem.destination_id, QueueItem.done_at, QueueItem.error, Event.id, Event.uid, Event.type)
+             .join(Event, Event.id == QueueItem.event_id)
+             .where(QueueItem.destination_id.in_(list(destination_ids)), PARKED))
+    if before is not None:
+        query = query.where(QueueItem.done_at < before)
+    ordered = query.order_by(QueueItem.done_at.desc(), QueueItem.id.desc()).limit(limit)
+    return [(owner, parked_at, error, event_id, uid, event_type)
+            for owner, parked_at, error, event_id, uid, event_type in session.execute(ordered)]
+
+
 def drop_pending(session: Session, destination_id: int, now: datetime) -> int:
     """Mark every waiting row of the destination done without delivering it; returns how many."""
     return _count(session.execute(
@@ -363,8 +468,26 @@ def drop_pending(session: Session, destination_id: int, now: datetime) -> int:
         .values(state=QueueState.DONE.value, done_at=now), execution_options=_BULK))
 
 
-def purge_done(session: Session, before: datetime) -> int:
-    """Delete the rows done before ``before``; returns how many."""
-    return _count(session.execute(
-        delete(QueueItem).where(QueueItem.state == QueueState.DONE.value, QueueItem.done_at < before),
-        execution_options=_BULK))
+def purge_done(session: Session, before: datetime, limit: int) -> int:
+    """Delete at most ``limit`` of the rows done or parked before ``before``; returns how many.
+
+    A small batch per transaction holds its locks briefly however many rows wait: call
+    again, in a new transaction, until it returns less than ``limit``.
+    """
+    purged = 0
+    # The states inline, as in the partial indexes over done and parked rows, so that those are used.
+    for settled in (QueueItem.state == literal_column(f"'{QueueState.DONE.value}'"), PARKED):
+        if purged < limit:
+            doomed = _locked(select(QueueItem.id).where(settled, QueueItem.done_at < before).limit(limit - purged),
+                             skips_locked(session))  # rows another transaction holds wait for the next purge
+            purged += _count(session.execute(delete(QueueItem).where(QueueItem.id.in_(doomed.scalar_subquery())),
+                                             execution_options=_BULK))
+    return purged
+
+
+def count_parked(session: Session, destination_ids: Sequence[int]) -> dict[int, int]:
+    """How many rows of each of these destinations are parked (destinations with none left out)."""
+    found = session.execute(select(QueueItem.destination_id, func.count())
+                            .where(QueueItem.destination_id.in_(list(destination_ids)), PARKED)
+                            .group_by(QueueItem.destination_id))
+    return {destination_id: int(count) for destination_id, count in found}

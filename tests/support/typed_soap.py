@@ -11,13 +11,29 @@ import zeep.exceptions
 from zeep.transports import Transport
 
 from gateway.server import ServerThread
-from gateway.soap import typed
+from gateway.soap import typed, typed_webhooks
+
+
+class Ports:
+    """The operations of both ports of the one service (pull and webhooks), as one zeep proxy."""
+
+    def __init__(self, *proxies: Any) -> None:
+        self._proxies = proxies
+
+    def __getattr__(self, operation: str) -> Any:
+        for proxy in self._proxies:
+            try:
+                return getattr(proxy, operation)
+            except AttributeError:
+                continue
+        raise AttributeError(operation)
 
 
 def service_of(url: str, http: requests.Session) -> Any:
-    """A zeep service proxy built from the served WSDL, talking to ``url`` (not the WSDL's configured address)."""
+    """zeep proxies of both ports built from the served WSDL, talking to ``url`` (not the WSDL's configured address)."""
     client = zeep.Client(url + typed.PATH + "?wsdl", transport=Transport(session=http))
-    return client.create_service(f"{{{typed.TNS}}}Events", url + typed.PATH)
+    return Ports(*(client.create_service(f"{{{typed.TNS}}}{port}", url + typed.PATH)
+                   for port in (typed.PORT, typed_webhooks.PORT)))
 
 
 def finish(server: ServerThread, http: requests.Session) -> None:
