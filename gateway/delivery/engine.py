@@ -29,6 +29,8 @@ from gateway.store.models import Destination, utcnow
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 600.0
+# How long stop() waits for the polling loop and a purge to notice it: one poll, or one purge batch.
+STOP_WAIT_SECONDS = 30.0
 
 
 class Dispatcher:
@@ -46,6 +48,11 @@ class Dispatcher:
         self._busy: dict[int, Future[object]] = {}
         self._accounts: dict[int, int] = {}
         self._stop = threading.Event()
+        # run_forever's loop and its purge thread, which stop() waits for: no thread of this engine may
+        # still hold a connection when the caller closes the store.
+        self._loop_ended = threading.Event()
+        self._looping = False
+        self._purging: threading.Thread | None = None
         self._pusher = Pusher(runtime, self._stop, on_deactivate)
         self._exporter = Exporter(runtime, on_deactivate)
         self._sources: tuple[tuple[Callable[[datetime], list[int]], Callable[[int], object]], ...] = (
@@ -93,23 +100,26 @@ class Dispatcher:
 
     def run_forever(self) -> None:
         """Poll for due work until stop() or shutdown() is called; purge old work now and then."""
+        self._looping = True
         next_purge = 0.0
-        purging: threading.Thread | None = None
-        while not self._stop.is_set():
-            try:
-                if time.monotonic() >= next_purge and (purging is None or not purging.is_alive()):
-                    # On a thread of its own: a purge of millions of rows must not hold up deliveries.
-                    purging = threading.Thread(target=self._purge, name="retention", daemon=True)
-                    purging.start()
-                    next_purge = time.monotonic() + PURGE_EVERY_SECONDS
-                started = self.run_once()
-            except Exception:
-                log.exception("dispatcher loop failed; retrying")
-                started = 0
-            if not started:
-                self._stop.wait(self.settings.dispatch_interval_seconds)
-            else:
-                self._stop.wait(0.05)
+        try:
+            while not self._stop.is_set():
+                try:
+                    if time.monotonic() >= next_purge and (self._purging is None or not self._purging.is_alive()):
+                        # On a thread of its own: a purge of millions of rows must not hold up deliveries.
+                        self._purging = threading.Thread(target=self._purge, name="retention", daemon=True)
+                        self._purging.start()
+                        next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+                    started = self.run_once()
+                except Exception:
+                    log.exception("dispatcher loop failed; retrying")
+                    started = 0
+                if not started:
+                    self._stop.wait(self.settings.dispatch_interval_seconds)
+                else:
+                    self._stop.wait(0.05)
+        finally:
+            self._loop_ended.set()
 
     def _purge(self) -> None:
         """Purge old work in small batches, until done or the engine stops."""
@@ -150,8 +160,13 @@ class Dispatcher:
         return released
 
     def stop(self) -> None:
-        """Stop polling, wait for deliveries in flight and close the sinks."""
+        """Stop polling, wait for the polling loop, a purge (which ends between batches) and the deliveries in
+        flight, and close the sinks."""
         self._stop.set()
+        if self._looping:
+            self._loop_ended.wait(STOP_WAIT_SECONDS)
+        if self._purging is not None:
+            self._purging.join(STOP_WAIT_SECONDS)
         self._pool.shutdown(wait=True)
         self._pusher.close()
 
