@@ -119,8 +119,7 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "uid", name="uq_events_account_uid"),
         Index("ix_events_account_type_time", "account_id", "type", "occurred_at"),
-        # The console: events by time across types, and by recipient (migration 0007).
-        Index("ix_events_account_time", "account_id", "occurred_at", "type"),
+        # The console: events by recipient (migration 0007).
         Index("ix_events_account_email", "account_id", "email",
               sqlite_where=text("email IS NOT NULL"), postgresql_where=text("email IS NOT NULL")),
         Index("ix_events_account_phone", "account_id", "phone",

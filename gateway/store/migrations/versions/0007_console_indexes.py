@@ -1,10 +1,9 @@
-"""Indexes for the console: events by time across types, and by recipient
+"""Indexes for the console: events by recipient
 
-The overview counts an account's events per type and hour over the last day and week, and
-the events page lists them newest first: ``ix_events_account_time`` (account, time, type)
-answers both from the index alone. Finding a recipient's events would otherwise read every
-event of the account: ``ix_events_account_email`` and ``ix_events_account_phone`` hold only
-the events that have one.
+The overview's counts per type and hour, and the events page's latest events of each type, are
+answered by ``ix_events_account_type_time``. Finding a recipient's events would otherwise read
+every event of the account: ``ix_events_account_email`` and ``ix_events_account_phone`` hold
+only the events that have one.
 
 Revision ID: 0007
 Revises: 0006
@@ -25,7 +24,6 @@ HAS_PHONE = sa.text('phone IS NOT NULL')
 
 
 def upgrade() -> None:
-    op.create_index('ix_events_account_time', 'events', ['account_id', 'occurred_at', 'type'], unique=False)
     op.create_index('ix_events_account_email', 'events', ['account_id', 'email'], unique=False,
                     sqlite_where=HAS_EMAIL, postgresql_where=HAS_EMAIL)
     op.create_index('ix_events_account_phone', 'events', ['account_id', 'phone'], unique=False,
@@ -35,4 +33,3 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_events_account_phone', table_name='events')
     op.drop_index('ix_events_account_email', table_name='events')
-    op.drop_index('ix_events_account_time', table_name='events')
