@@ -2,20 +2,28 @@
 from __future__ import annotations
 
 import errno
+import json
 import threading
 import time
 from typing import Any
 
 from waitress import wasyncore
-from waitress.server import create_server
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask
 
-from gateway.app import answer_refusals, create_app
+from gateway.api.body import tune_memory
+from gateway.api.errors import refusal
+from gateway.app import create_app
 from gateway.errors import ConfigError
 from gateway.runtime import Runtime
+from gateway.soap import typed
+from gateway.soap.encoding import encode_fault
 
 # A response is held in memory up to this size before waitress spills it to a temporary
 # file; a full 10,000-event pull (about 1.5 MB legacy, more typed) stays in memory.
 RESPONSE_BUFFER_BYTES = 32 * 2**20
+SOAP_PATHS = ("/paint", "/_bus/request.soap", typed.PATH)
 
 
 def make_server(runtime: Runtime, host: str, port: int, threads: int) -> Any:
@@ -24,6 +32,7 @@ def make_server(runtime: Runtime, host: str, port: int, threads: int) -> Any:
     ConfigError naming the host and port settings when it cannot listen there.
     """
     app = create_app(runtime)
+    tune_memory()
     try:
         server = create_server(
             app, host=host, port=port, threads=threads, ident="eventgw",
@@ -36,6 +45,41 @@ def make_server(runtime: Runtime, host: str, port: int, threads: int) -> Any:
         return server
     except (OSError, ValueError) as exc:  # waitress: ValueError for a host it cannot resolve
         raise ConfigError(f"cannot listen on {host}:{port}: {_why(exc, runtime, port)}") from None
+
+
+class _RefusalTask(ErrorTask):
+    """waitress's answer to a request it refuses itself: a SOAP Fault on the SOAP endpoints, JSON elsewhere."""
+
+    def execute(self) -> None:
+        error: Any = self.request.error  # type: ignore[attr-defined]
+        path = str(getattr(self.request, "path", "") or "")
+        limit = self.channel.server.adj.max_request_body_size - 1
+        answer = refusal(error.code, error.reason, str(error.body), limit)
+        if path.startswith(SOAP_PATHS):
+            # SOAP 1.1 carries a fault with HTTP 500, whatever went wrong.
+            self.status = "500 Internal Server Error"
+            self.response_headers = [("Content-Type", "text/xml; charset=utf-8")]
+            data = encode_fault("Client", str(answer["message"]))
+        else:
+            self.status = f"{error.code} {error.reason}"
+            self.response_headers = [("Content-Type", "application/json")]
+            data = json.dumps(answer).encode()
+        self.set_close_on_finish()
+        self.content_length = len(data)
+        self.write(data)
+
+
+class _RefusingChannel(HTTPChannel):
+    error_task_class = _RefusalTask
+
+
+def answer_refusals(server: Any) -> None:
+    """Make a waitress server (from create_server: one listener or several) answer the requests it refuses
+    itself (a body over max_request_body_size, a malformed request) as the application would: JSON, or a
+    SOAP Fault on the SOAP endpoints."""
+    listeners = [s for s in getattr(server, "map", {}).values() if isinstance(s, BaseWSGIServer)] or [server]
+    for listener in listeners:
+        listener.channel_class = _RefusingChannel
 
 
 def _why(exc: OSError | ValueError, runtime: Runtime, port: int) -> str:

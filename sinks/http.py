@@ -113,7 +113,10 @@ def check_url(url: str) -> urllib3.util.Url:
 
 def url_target(url: str) -> tuple[str, int]:
     """The host (an IPv6 address without brackets) and port a checked ``url`` connects to."""
-    parsed = check_url(url)
+    return _target(check_url(url))
+
+
+def _target(parsed: urllib3.util.Url) -> tuple[str, int]:
     host = (parsed.host or "").strip("[]")
     return host, parsed.port or (443 if parsed.scheme == "https" else 80)
 
@@ -262,7 +265,7 @@ class HttpSink:
         self.deadline = deadline
         self.max_retry_after = max_retry_after
         self.max_bytes = max_bytes
-        host, port = url_target(url)
+        host, port = _target(parsed)
         self._peer = f"{parsed.host}:{port}"
         self._path = parsed.request_uri
         self._headers = {"User-Agent": user_agent, **(headers or {})}
@@ -318,11 +321,9 @@ class HttpSink:
         if self.secrets:
             headers["webhook-signature"] = " ".join(sign(s, webhook_id, timestamp, body) for s in self.secrets)
         with Deadline(self.deadline) as limit:
-            timeouts = urllib3.Timeout(connect=min(self.timeout, limit.remaining()), read=self.timeout)
             try:
                 response = self._pool.urlopen(
                     "POST", self._path, body=body, headers=headers, redirect=False, preload_content=False,
-                    timeout=timeouts,
                 )
             except HTTPError as exc:
                 raise self._transport_error(exc, limit) from exc

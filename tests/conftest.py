@@ -71,9 +71,11 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def runtime(store_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    """A migrated store on each database."""
-    rt = make_runtime(store_url, tmp_path)
+def runtime(store_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    """A migrated store on each database, with the settings of the test's ``settings`` marker
+    (``@pytest.mark.settings(max_body_bytes=2000)``)."""
+    marker = request.node.get_closest_marker("settings")
+    rt = make_runtime(store_url, tmp_path, **(marker.kwargs if marker else {}))
     yield rt
     rt.close()
 

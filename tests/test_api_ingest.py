@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,20 +168,9 @@ def test_10000_events_are_accepted(live_server: ServerThread, runtime: Runtime, 
     assert rows(runtime) == (10_000, 10_000)
 
 
-@pytest.fixture
-def small_server(store_url: str, tmp_path: Path) -> Iterator[tuple[ServerThread, Runtime]]:
-    """A gateway that takes request bodies of at most 2,000 bytes, with the account acme."""
-    runtime = make_runtime(store_url, tmp_path, max_body_bytes=2000)
-    with runtime.sessions.begin() as session:
-        create_account(session, "acme", PASSWORD)
-    server = ServerThread(runtime)
-    yield server, runtime
-    server.close()
-    runtime.close()
-
-
-def test_a_body_over_the_size_limit_gets_413(small_server: tuple[ServerThread, Runtime]) -> None:
-    server, runtime = small_server
+@pytest.mark.settings(max_body_bytes=2000)
+def test_a_body_over_the_size_limit_gets_413(runtime: Runtime, account: NewAccount, live_server: ServerThread) -> None:
+    server = live_server
     events = [raw_event(f"e{i}") for i in range(30)]
     assert len(json.dumps(events)) > 2000
     assert_json_error(post(server, events), 413)

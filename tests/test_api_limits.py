@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +25,6 @@ from tests.support.runtime import PASSWORD, make_runtime
 TIMEOUT = 60
 ACME = ("acme", PASSWORD)
 MiB = 2**20
-
-
-@pytest.fixture
-def small_server(store_url: str, tmp_path: Path) -> Iterator[tuple[Runtime, ServerThread]]:
-    """A gateway taking bodies of at most 1 MiB, with the account acme."""
-    runtime = make_runtime(store_url, tmp_path, max_body_bytes=MiB)
-    with runtime.sessions.begin() as session:
-        create_account(session, "acme", PASSWORD)
-    server = ServerThread(runtime)
-    yield runtime, server
-    server.close()
-    runtime.close()
 
 
 def events_count(runtime: Runtime) -> int:
@@ -96,8 +84,11 @@ def test_a_long_unknown_batch_id_is_echoed_short(live_server: ServerThread, acco
 
 # -- oversize bodies ------------------------------------------------------------------------------
 
-def test_an_oversize_body_gets_a_json_413_naming_the_limit(small_server: tuple[Runtime, ServerThread]) -> None:
-    runtime, server = small_server
+@pytest.mark.settings(max_body_bytes=MiB)
+def test_an_oversize_body_gets_a_json_413_naming_the_limit(
+    runtime: Runtime, account: NewAccount, live_server: ServerThread
+) -> None:
+    server = live_server
     body = json.dumps([raw_event(f"e{i}", data={"pad": "p" * 200}) for i in range(6000)]).encode()
     assert len(body) > MiB
     for response in (post(server, body), post(server, iter([body[:MiB // 2], body[MiB // 2:]]))):  # length, chunked
@@ -126,8 +117,11 @@ def raw_exchange(server: ServerThread, request: bytes) -> tuple[str, dict[str, s
     return status, {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}, body
 
 
-def test_requests_the_server_refuses_itself_get_json(small_server: tuple[Runtime, ServerThread]) -> None:
-    _, server = small_server
+@pytest.mark.settings(max_body_bytes=MiB)
+def test_requests_the_server_refuses_itself_get_json(
+    runtime: Runtime, account: NewAccount, live_server: ServerThread
+) -> None:
+    server = live_server
     for request in (b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
                     b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n"):
         status, headers, body = raw_exchange(server, request)
@@ -138,8 +132,11 @@ def test_requests_the_server_refuses_itself_get_json(small_server: tuple[Runtime
 
 # -- content encodings ----------------------------------------------------------------------------
 
-def test_gzip_bodies_are_taken_within_the_limit(small_server: tuple[Runtime, ServerThread]) -> None:
-    runtime, server = small_server
+@pytest.mark.settings(max_body_bytes=MiB)
+def test_gzip_bodies_are_taken_within_the_limit(
+    runtime: Runtime, account: NewAccount, live_server: ServerThread
+) -> None:
+    server = live_server
     events = [raw_event(f"e{i}") for i in range(100)]
     body = gzip.compress(json.dumps(events).encode())
     response = post(server, body, **{"Content-Encoding": "gzip"})
@@ -161,8 +158,11 @@ def test_gzip_bodies_are_taken_within_the_limit(small_server: tuple[Runtime, Ser
     assert events_count(runtime) == 102
 
 
-def test_other_encodings_get_a_415_naming_the_supported_ones(small_server: tuple[Runtime, ServerThread]) -> None:
-    runtime, server = small_server
+@pytest.mark.settings(max_body_bytes=MiB)
+def test_other_encodings_get_a_415_naming_the_supported_ones(
+    runtime: Runtime, account: NewAccount, live_server: ServerThread
+) -> None:
+    server = live_server
     for encoding in ("br", "deflate", "zstd", "gzip, br"):
         problem = json_error(post(server, b"[]", **{"Content-Encoding": encoding}), 415)
         assert problem["error"] == "unsupported_media_type"
@@ -170,14 +170,18 @@ def test_other_encodings_get_a_415_naming_the_supported_ones(small_server: tuple
     assert events_count(runtime) == 0
 
 
-def test_a_gzip_body_without_its_header_gets_a_hint(small_server: tuple[Runtime, ServerThread]) -> None:
-    _, server = small_server
+@pytest.mark.settings(max_body_bytes=MiB)
+def test_a_gzip_body_without_its_header_gets_a_hint(
+    runtime: Runtime, account: NewAccount, live_server: ServerThread
+) -> None:
+    server = live_server
     problem = json_error(post(server, gzip.compress(json.dumps([raw_event("e1")]).encode())), 400)
     assert "not UTF-8" in problem["message"] and "Content-Encoding: gzip" in problem["message"]
 
 
-def test_management_bodies_may_be_gzip_too(small_server: tuple[Runtime, ServerThread]) -> None:
-    _, server = small_server
+@pytest.mark.settings(max_body_bytes=MiB)
+def test_management_bodies_may_be_gzip_too(runtime: Runtime, account: NewAccount, live_server: ServerThread) -> None:
+    server = live_server
     body = gzip.compress(json.dumps({"email": "ops@example.com"}).encode())
     response = requests.put(server.url + "/api/v1/notifications/email", data=body, auth=ACME, timeout=TIMEOUT,
                             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})

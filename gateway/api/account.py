@@ -34,7 +34,7 @@ def change_password() -> Response:
     address (429 when it must wait).
     """
     account_id = current_account()
-    payload = json_body(("current_password", "password"))
+    payload = json_body(PasswordChange)
     current, password = text_field(payload, "current_password"), text_field(payload, "password")
     rt = current_runtime()
     with answering_throttled():

@@ -18,7 +18,6 @@ from gateway.events import formats, model
 
 blueprint = Blueprint("batches", __name__)
 DEFAULT_MAX = 1000
-REQUEUE_FIELDS = ("since", "until", "types")
 
 
 def _render(batch: pull.Batch) -> dict[str, Any]:
@@ -81,7 +80,7 @@ def requeue() -> Response:
     """Put back into the pull queue the events collected in [since, until) (until: now), of `types` (every type)."""
     account_id = current_account()
     rt = current_runtime()
-    payload = json_body(REQUEUE_FIELDS)
+    payload = json_body(RequeueRequest)
     since = _body_time(payload, "since")
     if since is None:
         raise ValidationError("is required, as an ISO 8601 time with a zone or Unix seconds", "since")

@@ -34,9 +34,7 @@ from gateway.destinations import management as admin
 from gateway.errors import ValidationError
 
 blueprint = Blueprint("destinations", __name__)
-# What a destination's answer shows that no request sets, and what changes it.
-READ_ONLY = {**{name: "it is shown, not set" for name in admin.VIEW_ONLY},
-             "active": "POST /api/v1/destinations/{id}/deactivate or /activate changes it"}
+READ_ONLY = admin.read_only("/api/v1/destinations")
 CHANGE_FIELDS = tuple(name for name in admin.DESTINATION_FIELDS if name != "test")
 
 
@@ -72,11 +70,10 @@ def show(destination_id: int) -> Response:
 @operation(answer=DestinationView, body=DESTINATION_SETTINGS, fields=DestinationChange, partial=True)
 def change(destination_id: int) -> Response:
     """Change settings or event types; secrets left out of the request are kept."""
-    account_id, rt = current_account(), current_runtime()
+    account_id, rt, payload = current_account(), current_runtime(), json_body(CHANGE_FIELDS, READ_ONLY)
+    outbound.check_change(payload, rt.settings)
     with rt.sessions.begin() as session:
-        changed = admin.change(session, account_id, destination_id, json_body(CHANGE_FIELDS, READ_ONLY))
-        outbound.check_target(changed, rt.settings)
-        return jsonify(admin.view(session, changed))
+        return jsonify(admin.view(session, admin.change(session, account_id, destination_id, payload)))
 
 
 @blueprint.delete("/api/v1/destinations/<id:destination_id>")

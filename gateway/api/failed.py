@@ -15,7 +15,6 @@ from gateway.destinations import control
 from gateway.errors import ValidationError
 
 blueprint = Blueprint("failed", __name__)
-REDRIVE_FIELDS = ("destination_id", "event_ids")
 
 
 def _id(value: Any, name: str) -> int:
@@ -38,7 +37,7 @@ def failed() -> Response:
     """Failed deliveries across the account's destinations (or one: `destination`), newest first: failed
     attempts with what the receiver answered, and parked events with why; `before` pages back in time."""
     account_id = current_account()
-    limit = limit_param()
+    limit = limit_param(most=control.MAX_LIMIT)
     before: datetime | None = time_param("before") if "before" in request.args else None
     destination_id = _destination_param()
     with current_runtime().read_sessions() as session:
@@ -53,7 +52,7 @@ def redrive() -> Response:
     """Queue parked events again, due now: every one of the account's, or those of `{"destination_id": ID}`,
     or only `{"event_ids": [...]}` (the ids the list shows); an empty body re-drives them all."""
     account_id = current_account()
-    payload = json_body(REDRIVE_FIELDS, optional=True)
+    payload = json_body(RedriveRequest, optional=True)
     destination_id = None if payload.get("destination_id") is None else _id(payload["destination_id"],
                                                                             "destination_id")
     event_ids = payload.get("event_ids") or []

@@ -37,7 +37,7 @@ def notice_email() -> Response:
 def set_notice_email() -> Response:
     """Mail the account's operational notices to `{"email": ...}`; `{"email": null}` stops mailing them."""
     account_id = current_account()
-    payload = json_body(("email",))
+    payload = json_body(NoticeEmail)
     if "email" not in payload:
         raise ValidationError("is required (an address, or null to stop mailing notices)", "email")
     with current_runtime().sessions.begin() as session:

@@ -44,10 +44,11 @@ def refuse_nul_characters() -> None:
             raise ValidationError("must not contain NUL characters", name.replace("\x00", "\\x00"))
 
 
-def json_body(fields: Collection[str] | Callable[[Mapping[str, Any]], Collection[str]],
+def json_body(fields: type | Collection[str] | Callable[[Mapping[str, Any]], Collection[str]],
               read_only: Mapping[str, str] | None = None, *, optional: bool = False) -> dict[str, Any]:
     """The request's JSON object (gzip-compressed if Content-Encoding says so), with no NUL character
-    in any of its texts and no field but ``fields`` (or those a function of the object gives): one of
+    in any of its texts and no field but ``fields`` (the keys of the TypedDict the view's ``@operation``
+    declares as its body, or the names given, or those a function of the object gives): one of
     ``read_only`` is refused with its advice (what changes it), any other one as not a field, each
     named, rather than silently ignored. With ``optional``, an empty body is an empty object."""
     try:
@@ -61,7 +62,9 @@ def json_body(fields: Collection[str] | Callable[[Mapping[str, Any]], Collection
         if _holds_nul(name) or _holds_nul(value):
             raise ValidationError("must not contain NUL characters", name.replace("\x00", "\\x00"))
     read_only = read_only or {}
-    if callable(fields):
+    if isinstance(fields, type):
+        fields = tuple(fields.__annotations__)
+    elif callable(fields):
         fields = fields(payload)
     unknown = [Problem(None, name, f"is read-only: {read_only[name]}" if name in read_only
                        else f"is not a field of this request (its fields: {', '.join(fields) or 'none'})")
@@ -114,9 +117,9 @@ def time_param(name: str) -> datetime:
         raise ValidationError([Problem(None, name, str(exc))]) from None
 
 
-def limit_param(default: int = 100) -> int:
-    """Query parameter ``limit`` as a whole number from 0 to MAX_LIMIT (``default`` when absent)."""
+def limit_param(default: int = 100, most: int = MAX_LIMIT) -> int:
+    """Query parameter ``limit`` as a whole number from 0 to ``most`` (``default`` when absent)."""
     limit = request.args.get("limit", str(default)).strip()
-    if not (limit.isascii() and limit.isdigit() and len(limit) <= 5 and int(limit) <= MAX_LIMIT):
-        raise ValidationError(f"must be a whole number from 0 to {MAX_LIMIT}", "limit")
+    if not (limit.isascii() and limit.isdigit() and len(limit) <= 5 and int(limit) <= most):
+        raise ValidationError(f"must be a whole number from 0 to {most}", "limit")
     return int(limit)

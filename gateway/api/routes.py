@@ -33,7 +33,7 @@ def set_route(event_type: str) -> Response:
         etype = model.normalize_type(event_type)
     except ValueError as exc:
         raise ValidationError(str(exc), "type") from None
-    ids = json_body(("destinations",)).get("destinations")
+    ids = json_body(RouteChange).get("destinations")
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise ValidationError("must be a list of destination ids", "destinations")
     with current_runtime().sessions.begin() as session:

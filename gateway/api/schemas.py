@@ -14,6 +14,8 @@ from pydantic import ConfigDict, Field, with_config
 # pydantic derives JSON Schema from typing_extensions' TypedDict only, before Python 3.12.
 from typing_extensions import NotRequired, TypedDict
 
+from gateway.api.params import MAX_LIMIT
+from gateway.destinations import control
 from gateway.destinations.kinds import kind_named
 from gateway.destinations.management import MANAGED_KINDS
 from gateway.events import model
@@ -308,7 +310,7 @@ class Failed(TypedDict):
 class FailedQuery(TypedDict, total=False):
     """Which failed deliveries to list."""
 
-    limit: Annotated[int, Field(ge=0, le=10_000, description="default 100")]
+    limit: Annotated[int, Field(ge=0, le=control.MAX_LIMIT, description="default 100")]
     before: Annotated[Time, Field(description="only those before this time (to page back)")]
     destination: Annotated[int, Field(ge=1, description="only those of this destination")]
 
@@ -324,7 +326,7 @@ class RedriveRequest(TypedDict, total=False):
 class Limit(TypedDict, total=False):
     """How many items at most."""
 
-    limit: Annotated[int, Field(ge=0, le=10_000, description="default 100")]
+    limit: Annotated[int, Field(ge=0, le=MAX_LIMIT, description="default 100")]
 
 
 class DestinationFields(TypedDict):

@@ -23,13 +23,11 @@ from gateway.api.schemas import (
     WebhookFilter,
     WebhookList,
 )
-from gateway.destinations import control, webhooks
+from gateway.destinations import control, outbound, webhooks
 from gateway.destinations import management as admin
 
 blueprint = Blueprint("webhooks", __name__)
-# What a webhook's answer shows that no request sets, and what changes it.
-READ_ONLY = {**{name: "it is shown, not set" for name in admin.VIEW_ONLY},
-             "active": "POST /api/v1/webhooks/{id}/deactivate or /activate changes it"}
+READ_ONLY = admin.read_only("/api/v1/webhooks")
 CHANGE_FIELDS = tuple(name for name in admin.WEBHOOK_FIELDS if name != "verify")
 
 
@@ -69,7 +67,7 @@ def change(webhook_id: int) -> Response:
     """Change a webhook without deactivating it."""
     account_id = current_account()
     rt, payload = current_runtime(), json_body(CHANGE_FIELDS, READ_ONLY)
-    webhooks.check_change(payload, rt.settings)
+    outbound.check_change(payload, rt.settings)
     with rt.sessions.begin() as session:
         destination = webhooks.update_webhook(session, account_id, webhook_id, payload)
         return jsonify(webhooks.view(session, destination))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -114,21 +114,15 @@ def requeue(ctx: click.Context, account_name: str, since: str, until: str | None
     (recovery_days) can be put back.
     """
     from gateway import pull
-    from gateway.events.model import parse_time
+    from gateway.cli.control import parse_time
 
-    window: dict[str, datetime] = {}
-    for name, value in (("since", since), ("until", until)):
-        if value is not None:
-            try:
-                window[name] = parse_time(value)
-            except ValueError as exc:
-                raise click.ClickException(f"--{name}: {exc}") from None
     runtime = open_store(ctx)
     try:
+        window = parse_time(since, "since"), parse_time(until, "until") if until is not None else None
         wanted = pull.check_types(types, "types")
         with runtime.read_sessions() as session:
             account_id = account_by_name(session, account_name).id
-        count = pull.requeue_collected(runtime.sessions, account_id, window["since"], window.get("until"), wanted,
+        count = pull.requeue_collected(runtime.sessions, account_id, *window, wanted,
                                        timedelta(days=runtime.settings.recovery_days))
     except ValidationError as exc:
         problem = exc.problems[0]

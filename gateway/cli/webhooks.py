@@ -9,7 +9,7 @@ import click
 from gateway.accounts import account_by_name
 from gateway.cli.control import control_commands, parse_time
 from gateway.cli.root import main, open_store
-from gateway.destinations import control, webhooks
+from gateway.destinations import control, outbound, webhooks
 from gateway.runtime import Runtime
 from gateway.store.models import utcnow
 from sinks.http import FORMATS
@@ -145,7 +145,7 @@ def webhook_update(ctx: click.Context, account_name: str, webhook_id: int, url: 
     if not payload:
         raise click.UsageError("give at least one setting to change")
     account_id = _account_id(runtime, account_name)
-    webhooks.check_change(payload, runtime.settings)
+    outbound.check_change(payload, runtime.settings)
     with runtime.sessions.begin() as session:
         click.echo(_line(webhooks.view(session, webhooks.update_webhook(session, account_id, webhook_id, payload))))
 

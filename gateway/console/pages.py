@@ -309,7 +309,7 @@ def pulls() -> str:
 def batch(batch_id: str) -> Response:
     """Fetch a batch again (within the recovery window), as the REST API's JSON events."""
     rt = current_runtime()
-    found = pull.batch_again(rt.sessions, g.account_id, batch_id, timedelta(days=rt.settings.recovery_days))
+    found = pull.batch_again(rt.read_sessions, g.account_id, batch_id, timedelta(days=rt.settings.recovery_days))
     body = json.dumps({"id": found.id, "events": [formats.to_json(e) for e in found.events]}, indent=1)
     answer = Response(body, mimetype="application/json")
     answer.headers["Content-Disposition"] = f'attachment; filename="{batch_id}.json"'

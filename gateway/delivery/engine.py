@@ -9,6 +9,7 @@ grace period. Retention runs on a thread of its own every ``PURGE_EVERY_SECONDS`
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -124,7 +125,9 @@ class Dispatcher:
     def _purge(self) -> None:
         """Purge old work in small batches, until done or the engine stops."""
         try:
-            log.info("purged %s", retention.purge(self.runtime.sessions, self.settings, self._stop))
+            purged = retention.purge(self.runtime.sessions, self.settings, self._stop)
+            if any(dataclasses.astuple(purged)):
+                log.info("purged %s", purged)
         except Exception:
             log.exception("purge failed; it runs again in %s s", PURGE_EVERY_SECONDS)
 
@@ -154,6 +157,7 @@ class Dispatcher:
         wait(list(self._busy.values()), timeout=max(0.0, grace_seconds))
         self._pool.shutdown(wait=False, cancel_futures=True)
         released = self._pusher.release_in_flight()
+        self._join_threads()
         if released:
             log.warning("shutdown: gave back %s batch(es) still in flight after %g s", released, grace_seconds)
         self._pusher.close()
@@ -163,12 +167,16 @@ class Dispatcher:
         """Stop polling, wait for the polling loop, a purge (which ends between batches) and the deliveries in
         flight, and close the sinks."""
         self._stop.set()
+        self._join_threads()
+        self._pool.shutdown(wait=True)
+        self._pusher.close()
+
+    def _join_threads(self) -> None:
+        """Wait for the polling loop and a purge (which ends between batches) to notice the stop."""
         if self._looping:
             self._loop_ended.wait(STOP_WAIT_SECONDS)
         if self._purging is not None:
             self._purging.join(STOP_WAIT_SECONDS)
-        self._pool.shutdown(wait=True)
-        self._pusher.close()
 
 
 def _in_turns(waiting: list[tuple[int, Callable[[int], object]]], owners: dict[int, int]

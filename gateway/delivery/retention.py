@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
@@ -72,11 +72,7 @@ def _in_batches(sessions: sessionmaker[Session], batch: Callable[[Session], int]
 def _deleting(table: Any, key: Any, condition: ColumnElement[bool], limit: int) -> Callable[[Session], int]:
     """A batch that deletes at most ``limit`` rows of ``table`` matching ``condition``."""
     def batch(session: Session) -> int:
-        doomed = select(key).where(condition).limit(limit)
-        if queue.skips_locked(session):
-            doomed = doomed.with_for_update(skip_locked=True)
-        return _count(session.execute(delete(table).where(key.in_(doomed.scalar_subquery())),
-                                      execution_options={"synchronize_session": False}))
+        return queue.delete_rows(session, table, key, select(key).where(condition).limit(limit))
     return batch
 
 
@@ -93,16 +89,9 @@ def _purge_events(sessions: sessionmaker[Session], before: datetime, limit: int,
             last, oldest = session.execute(select(func.max(window.c.id), func.min(window.c.received_at))).one()
             if last is None or oldest >= before:
                 break
-            doomed = select(Event.id).where(Event.id > after, Event.id <= last, Event.received_at < before,
-                                            unreferenced)
-            if queue.skips_locked(session):
-                doomed = doomed.with_for_update(skip_locked=True)
-            total += _count(session.execute(delete(Event).where(Event.id.in_(doomed.scalar_subquery())),
-                                            execution_options={"synchronize_session": False}))
+            total += queue.delete_rows(session, Event, Event.id, select(Event.id).where(
+                Event.id > after, Event.id <= last, Event.received_at < before, unreferenced))
         after = last
         time.sleep(PAUSE_SECONDS)
     return total
 
-
-def _count(result: Any) -> int:
-    return int(result.rowcount or 0)

@@ -43,6 +43,13 @@ DESTINATION_FIELDS = tuple(dict.fromkeys(
     [*REQUEST_KEYS, *(key for kind in MANAGED_KINDS for key in kind_named(kind).KEYS)]))
 
 
+def read_only(path: str) -> dict[str, str]:
+    """What a destination's answer shows that no request sets, and what changes it (``path``: the
+    destinations' or webhooks' REST path), for ``json_body``'s refusals."""
+    return {**{name: "it is shown, not set" for name in VIEW_ONLY},
+            "active": f"POST {path}/{{id}}/deactivate or /activate changes it"}
+
+
 def request_fields(request: Mapping[str, Any]) -> tuple[str, ...]:
     """The fields a create request for an email or file destination may give: its kind's, or (when it names
     none of them) those of every kind."""

@@ -7,7 +7,9 @@ is still refused.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from gateway.config import Settings
 from gateway.destinations.checks import problem
@@ -41,6 +43,16 @@ def check_target(destination: Destination, config: Settings) -> None:
     else:
         return
     check_host(config, field, host, port)
+
+
+def check_change(payload: Mapping[str, Any], config: Settings) -> None:
+    """Refuse a change of a destination's target (a webhook's ``url``, a file destination's ``host``) to an
+    address the policy does not let the gateway reach (ValidationError naming the field). Call it before the
+    change's transaction: it may resolve a host name."""
+    if "url" in payload:
+        check_url(config, payload["url"])
+    if isinstance(payload.get("host"), str):
+        check_host(config, "host", payload["host"], 0)
 
 
 def check_url(config: Settings, url: object) -> None:

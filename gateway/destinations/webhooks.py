@@ -91,15 +91,8 @@ def create(session: Session, account_id: int, payload: Mapping[str, Any],
     return admin.create(session, account_id, payload, prepared or prepare(account_id, payload))
 
 
-def check_change(payload: Mapping[str, Any], settings: Settings) -> None:
-    """Refuse a change to a URL the outbound policy does not let the gateway reach (ValidationError naming
-    ``url``). Call it before the change's transaction: it may resolve a host name."""
-    if "url" in payload:
-        outbound.check_url(settings, payload["url"])
-
-
 def update_webhook(session: Session, account_id: int, webhook_id: int, payload: Mapping[str, Any]) -> Destination:
-    """Change a webhook's URL, types, format, secret or options without deactivating it (``check_change``
+    """Change a webhook's URL, types, format, secret or options without deactivating it (``outbound.check_change``
     first)."""
     destination = get(session, account_id, webhook_id)
     admin.reconfigure(destination, payload)

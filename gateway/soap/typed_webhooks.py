@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from gateway.destinations import webhooks
+from gateway.destinations import outbound, webhooks
 from gateway.errors import ValidationError
 from gateway.events import model
 from gateway.runtime import Runtime
@@ -202,7 +202,7 @@ class WebHooksService(ServiceBase):
         """Change the fields given, and only those, without deactivating the webhook."""
         rt, account_id = _context(ctx, session_id)
         payload = _payload(url=url, events=events, format=format_, app=app, secret=secret)
-        webhooks.check_change(payload, rt.settings)
+        outbound.check_change(payload, rt.settings)
         with rt.sessions.begin() as session:
             return _webhook(webhooks.view(session, webhooks.update_webhook(session, account_id, webhook_id, payload)))
 

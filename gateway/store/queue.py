@@ -478,11 +478,17 @@ def purge_done(session: Session, before: datetime, limit: int) -> int:
     # The states inline, as in the partial indexes over done and parked rows, so that those are used.
     for settled in (QueueItem.state == literal_column(f"'{QueueState.DONE.value}'"), PARKED):
         if purged < limit:
-            doomed = _locked(select(QueueItem.id).where(settled, QueueItem.done_at < before).limit(limit - purged),
-                             skips_locked(session))  # rows another transaction holds wait for the next purge
-            purged += _count(session.execute(delete(QueueItem).where(QueueItem.id.in_(doomed.scalar_subquery())),
-                                             execution_options=_BULK))
+            purged += delete_rows(session, QueueItem, QueueItem.id,
+                                  select(QueueItem.id).where(settled, QueueItem.done_at < before).limit(limit - purged))
     return purged
+
+
+def delete_rows(session: Session, table: Any, key: Any, doomed: Select[Any]) -> int:
+    """Delete the rows of ``table`` (queue rows, or the other tables housekeeping purges) whose ``key`` the query
+    ``doomed`` selects; rows another transaction holds are skipped where the database can, and wait for the
+    next purge. Returns how many went."""
+    doomed = _locked(doomed, skips_locked(session))
+    return _count(session.execute(delete(table).where(key.in_(doomed.scalar_subquery())), execution_options=_BULK))
 
 
 def count_parked(session: Session, destination_ids: Sequence[int]) -> dict[int, int]:
